@@ -1,0 +1,31 @@
+# dualclip: power-set dual images and dual texts for compositional CLIP training.
+# The rules live in rules/; helpers in rules/common.smk; config is validated by config/schema.yaml.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/download.smk"
+include: "rules/parse.smk"
+include: "rules/detect.smk"
+include: "rules/inpaint.smk"
+include: "rules/rewrite.smk"
+include: "rules/train.smk"
+include: "rules/eval.smk"
+include: "rules/report.smk"
+
+
+report: "report/workflow.rst"
+
+
+rule all:
+    input:
+        f"{RESULTS}/report/report.html",
+    default_target: True

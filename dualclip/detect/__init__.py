@@ -1,0 +1,98 @@
+"""detect: find each parsed component in its image and return instance masks.
+
+Backend interface: ``get_detector(config)`` returns an object with
+``detect(image, components, ground_truth) -> list[ComponentDetection]`` — one entry per
+component, in component order. ``ground_truth`` is the dataset's per-image record
+(used only by the ``oracle`` backend; a real detector ignores it). The union of all
+instances of a component's class that match it becomes that component's mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from dualclip.parse import Component
+
+
+@dataclass
+class ComponentDetection:
+    component: int  # index into the parse result's components
+    mask: np.ndarray  # HxW bool, the union of the matched instances
+    scores: list[float] = field(default_factory=list)  # one per matched instance
+    instances: list[int] = field(default_factory=list)  # ground-truth or detector instance ids
+
+    @property
+    def found(self) -> bool:
+        return bool(self.mask.any())
+
+
+class Detector(Protocol):
+    name: str
+
+    def detect(
+        self, image: np.ndarray, components: list[Component], ground_truth: dict | None
+    ) -> list[ComponentDetection]: ...
+
+
+def get_detector(config: dict) -> Detector:
+    backend = config["backend"]
+    if backend == "oracle":
+        from dualclip.detect.oracle import OracleDetector
+
+        return OracleDetector(config)
+    if backend == "yolo":
+        from dualclip.detect.yolo import YoloDetector
+
+        return YoloDetector(config)
+    raise ValueError(f"detect.backend: unknown backend {backend!r}; use 'oracle' or 'yolo'")
+
+
+def run_shard(config: dict, image_files: list[str], ground_truth_files: list[str], parse_files: list[str], out_files: list[str]) -> None:
+    """Detect the parsed components of one shard: ``{slot}.json`` + ``{slot}.masks.png``.
+
+    The masks PNG packs one bit per component (bit i = component i). A component that
+    is not found is recorded with ``found: false`` and takes no part in the subsets.
+    """
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from dualclip.io import masks_to_bits, read_json, read_label_png, read_rgb, write_json, write_png
+    from dualclip.parse import Component
+
+    detector = get_detector(config)
+    for image_file, truth_file, parse_file, out in tqdm(
+        list(zip(image_files, ground_truth_files, parse_files, out_files)), desc=f"detect ({detector.name})", mininterval=5
+    ):
+        parsed = read_json(parse_file)
+        truth = read_json(truth_file)
+        labels_file = Path(truth_file).with_suffix(".labels.png")
+        if labels_file.exists():
+            truth["labels"] = read_label_png(labels_file)
+        image = read_rgb(image_file)
+        components = [Component.from_dict(c) for c in parsed["components"]]
+        detections = detector.detect(image, components, truth) if components else []
+        masks_file = Path(out).with_suffix(".masks.png")
+        write_png(masks_file, masks_to_bits([d.mask for d in detections], image.shape[:2]))
+        record = {
+            "image_id": parsed["image_id"],
+            "backend": detector.name,
+            "masks_file": masks_file.name,
+            "components": [
+                {"index": d.component, "label": components[i].label, "found": d.found, "scores": d.scores,
+                 "instances": d.instances, "area": int(d.mask.sum())}
+                for i, d in enumerate(detections)
+            ],
+        }
+        record["status"] = "ok" if any(d.found for d in detections) else "skipped"
+        if record["status"] == "skipped":
+            record["reason"] = "no component found in the image" if components else f"no components parsed ({parsed.get('reason')})"
+        write_json(out, record)
+
+
+def detected_indices(record: dict) -> list[int]:
+    """Indices of the components that were found: the ones the power set is taken over."""
+    return [c["index"] for c in record["components"] if c["found"]]

@@ -1,0 +1,40 @@
+"""download: produce the per-image files (image, ground truth) of a dataset shard.
+
+Every dataset writes, for each slot of a shard, ``{slot}.png`` (RGB image) and
+``{slot}.json`` (the ground-truth record, with at least ``image_id`` and ``caption``);
+the synthetic world also writes ``{slot}.labels.png`` (instance ids + 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dualclip.io import image_id, write_json, write_png
+
+
+def download_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: str | Path) -> None:
+    name = dataset["name"]
+    if name == "shapes":
+        write_shapes_shard(dataset, split, shard, shard_size, Path(out_dir))
+    elif name == "coco":
+        from dualclip.download.coco import write_coco_shard
+
+        write_coco_shard(dataset, split, shard, shard_size, Path(out_dir))
+    else:
+        raise ValueError(f"dataset.name: unknown dataset {name!r}; use 'shapes' or 'coco'")
+
+
+def write_shapes_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: Path) -> None:
+    from dualclip.download.shapes import WorldConfig, world_record
+
+    world = WorldConfig.from_config(dataset)
+    for slot in tqdm(range(shard_size), desc=f"render {split} shard {shard}", mininterval=5):
+        index = shard * shard_size + slot
+        image, labels, record = world_record(world, split, index)
+        record["image_id"] = image_id(split, shard, slot)
+        write_png(out_dir / f"{slot}.png", image)
+        write_png(out_dir / f"{slot}.labels.png", labels)
+        # the JSON is written last: its presence means the slot is complete
+        write_json(out_dir / f"{slot}.json", record)

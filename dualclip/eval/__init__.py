@@ -1,0 +1,36 @@
+"""eval: synthetic suites (this package) and the real benchmarks (dualclip.benchmarks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dualclip.io import read_json
+
+
+def build(dataset: dict, inpaint: dict, eval_config: dict, images: list[str], truth: list[str], out_file: str) -> dict:
+    from dualclip.eval.synthetic import build_suites
+
+    records = [(str(image), read_json(path)) for image, path in zip(images, truth)]
+    counts = build_suites(dataset, inpaint, records, eval_config["suites"], int(eval_config["seed"]), out_file)
+    print("items per suite:", counts)
+    return counts
+
+
+def evaluate_synthetic(model_file: str, suites_file: str, scores_file: str, per_item_file: str,
+                       device: str = "auto", batch_size: int = 256):
+    from dualclip.eval.synthetic import score_suites
+    from dualclip.io import write_text
+    from dualclip.train.models import load_checkpoint_model, resolve_device
+
+    model, preprocess, tokenizer, checkpoint = load_checkpoint_model(model_file, resolve_device(device))
+    per_item, summary = score_suites(model, preprocess, tokenizer, read_json(suites_file), resolve_device(device), batch_size)
+    run = checkpoint["summary"]
+    for frame in (summary, per_item):
+        frame.insert(0, "seed", run["seed"])
+        frame.insert(0, "n_train", run["n_samples"])
+        frame.insert(0, "method", run["method"])
+    summary["code_version"] = run["code_version"]
+    write_text(per_item_file, per_item.to_csv(index=False))
+    write_text(scores_file, summary.to_csv(index=False))
+    print(summary.to_string())
+    return summary

@@ -1,0 +1,283 @@
+"""Synthetic counterparts of ARO, SugarCrepe and VALSE on the held-out test split.
+
+Every item is built from the scene's ground truth, so a negative is false by
+construction (checked: e.g. a replaced colour-shape pair is absent from the scene).
+Text suites compare one image with a positive and negative captions; image suites
+compare one caption with a positive and negative images:
+
+- ``image_side``: the original vs the same scene re-rendered without one mentioned
+  object (exact, no inpainting artefact: it measures absence);
+- ``image_side_sham``: a sham-inpainted image (an empty background patch of the same
+  shape inpainted, every object kept) vs the real inpainted dual: a model that keys
+  on inpainting artefacts scores 50 here.
+
+Scoring as the official code: correct only when the positive scores strictly higher
+than every negative (ties are wrong). Every text suite also gets a ``blind`` score:
+the same texts scored against the mean test-image embedding, which exposes text-prior
+shortcuts such as "the longer caption wins".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from dualclip.download.shapes import (
+    COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, WorldConfig, article, render_scene, relation_between, sample_scene,
+    stable_seed,
+)
+from dualclip.inpaint import dilate
+from dualclip.inpaint.opencv import OpenCVInpainter
+from dualclip.io import write_json, write_png
+
+TEXT_SUITES = ["aro_relation", "aro_attribution", "sc_replace_obj", "sc_replace_att", "sc_swap_obj", "sc_swap_att",
+               "sc_add_obj", "sc_add_att", "valse_existence", "valse_counting", "omission"]
+IMAGE_SUITES = ["image_side", "image_side_sham"]
+ALL_SUITES = TEXT_SUITES + IMAGE_SUITES + ["retrieval_t2i"]
+
+
+def phrase(obj: dict, with_colour: bool = True, with_size: bool = False, colour: str | None = None,
+           shape: str | None = None, size: str | None = None) -> str:
+    words = ([size or obj["size"]] if with_size else []) + ([colour or obj["colour"]] if with_colour else [])
+    words.append(shape or obj["shape"])
+    return f"{article(words[0])} {' '.join(words)}"
+
+
+def listing(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def plural(shape: str, count: int) -> str:
+    return f"{NUMBER_WORDS[count]} {shape}{'es' if shape.endswith('x') or shape.endswith('ss') else 's'}" if count > 1 else f"{article(shape)} {shape}"
+
+
+def object_set(scene: dict) -> tuple:
+    return tuple(sorted((o["colour"], o["shape"]) for o in scene["objects"]))
+
+
+class SuiteBuilder:
+    """Builds the items of every suite for one test scene with a seeded RNG."""
+
+    def __init__(self, world: WorldConfig, inpaint_config: dict, image_dir: Path):
+        self.world = world
+        self.inpainter = OpenCVInpainter(inpaint_config)
+        self.dilation = int(inpaint_config.get("dilation", 2))
+        self.image_dir = image_dir
+
+    def items_for(self, scene: dict, image_path: str, rng: np.random.Generator, suites: list[str]) -> list[dict]:
+        objects = scene["objects"]
+        order = [objects[i] for i in rng.permutation(len(objects))]
+        present = {(o["colour"], o["shape"]) for o in objects}
+        shapes_present = {o["shape"] for o in objects}
+        full = listing([phrase(o) for o in order])
+        novel = any(o.get("novel_pair") for o in objects)
+        base = {"image": image_path, "scene": scene["index"], "novel": novel, "n_objects": len(objects)}
+        items = []
+
+        def text_item(suite, positive, negatives):
+            if suite in suites and all(n != positive for n in negatives):
+                items.append({**base, "suite": suite, "kind": "text", "positive": positive, "negatives": negatives})
+
+        distinct = [o for o in order if sum((p["colour"], p["shape"]) == (o["colour"], o["shape"]) for p in objects) == 1]
+        if len(distinct) >= 2:
+            a, b = distinct[0], distinct[1]
+            relation = RELATIONS[relation_between(scene, a["id"], b["id"])]
+            text_item("aro_relation", f"{phrase(a)} {relation} {phrase(b)}", [f"{phrase(b)} {relation} {phrase(a)}"])
+            swapped_false = (a["colour"], b["shape"]) not in present or (b["colour"], a["shape"]) not in present
+            if a["shape"] != b["shape"] and swapped_false:
+                text_item("sc_swap_obj", f"{phrase(a)} {relation} {phrase(b)}",
+                          [f"{phrase(a, shape=b['shape'])} {relation} {phrase(b, shape=a['shape'])}"])
+        pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+        size_pairs = [(a, b) for a, b in pairs if a["size"] != b["size"] and a["shape"] != b["shape"]
+                      and not any(o["shape"] == a["shape"] and o["size"] == b["size"] for o in objects)
+                      and not any(o["shape"] == b["shape"] and o["size"] == a["size"] for o in objects)]
+        if size_pairs:
+            a, b = size_pairs[0]
+            text_item("aro_attribution", f"the {a['size']} {a['shape']} and the {b['size']} {b['shape']}",
+                      [f"the {b['size']} {a['shape']} and the {a['size']} {b['shape']}"])
+        colour_pairs = [(a, b) for a, b in pairs if a["colour"] != b["colour"] and a["shape"] != b["shape"]
+                        and ((b["colour"], a["shape"]) not in present or (a["colour"], b["shape"]) not in present)]
+        if colour_pairs:
+            a, b = colour_pairs[0]
+            swapped = [phrase(o, colour=b["colour"]) if o is a else phrase(o, colour=a["colour"]) if o is b else phrase(o) for o in order]
+            text_item("sc_swap_att", full, [listing(swapped)])
+        target = order[int(rng.integers(len(order)))]
+        absent_shapes = [s for s in SHAPES if s not in shapes_present]
+        if absent_shapes:
+            new_shape = absent_shapes[int(rng.integers(len(absent_shapes)))]
+            text_item("sc_replace_obj", full, [listing([phrase(o, shape=new_shape) if o is target else phrase(o) for o in order])])
+        absent_colours = [c for c in COLOURS if (c, target["shape"]) not in present]
+        if absent_colours:
+            new_colour = absent_colours[int(rng.integers(len(absent_colours)))]
+            text_item("sc_replace_att", full, [listing([phrase(o, colour=new_colour) if o is target else phrase(o) for o in order])])
+        absent_pairs = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in present]
+        colour, shape = absent_pairs[int(rng.integers(len(absent_pairs)))]
+        text_item("sc_add_obj", full, [listing([phrase(o) for o in order] + [f"{article(colour)} {colour} {shape}"])])
+        bare = listing([phrase(o, with_colour=False) for o in order])
+        wrong = [c for c in COLOURS if not any(o["shape"] == target["shape"] and o["colour"] == c for o in objects)]
+        if wrong and sum(o["shape"] == target["shape"] for o in objects) == 1:
+            colour = wrong[int(rng.integers(len(wrong)))]
+            text_item("sc_add_att", bare, [listing([phrase(o, colour=colour) if o is target else phrase(o, with_colour=False) for o in order])])
+        if rng.random() < 0.5 or not absent_shapes:
+            shape = target["shape"]
+            text_item("valse_existence", f"there is {article(shape)} {shape}", [f"there is no {shape}"])
+        else:
+            shape = absent_shapes[int(rng.integers(len(absent_shapes)))]
+            text_item("valse_existence", f"there is no {shape}", [f"there is {article(shape)} {shape}"])
+        count = sum(o["shape"] == target["shape"] for o in objects)
+        wrong_counts = [c for c in (count - 1, count + 1) if 1 <= c <= 4]
+        wrong_count = wrong_counts[int(rng.integers(len(wrong_counts)))]
+        verb = lambda c: "are" if c > 1 else "is"  # noqa: E731
+        text_item("valse_counting", f"there {verb(count)} {plural(target['shape'], count)}",
+                  [f"there {verb(wrong_count)} {plural(target['shape'], wrong_count)}"])
+        if len(order) >= 2:
+            text_item("omission", full, [listing([phrase(o) for o in order if o is not target])])
+            if "image_side" in suites or "image_side_sham" in suites:
+                items += self.image_items(scene, image_path, order, target, full, base, suites, rng)
+        return items
+
+    def image_items(self, scene, image_path, order, target, caption, base, suites, rng) -> list[dict]:
+        stem = f"{scene['index']}"
+        clean, _ = render_scene(scene, exclude=(target["id"],))
+        clean_path = self.image_dir / f"{stem}-without-{target['id']}.png"
+        write_png(clean_path, clean)
+        items = []
+        if "image_side" in suites:
+            items.append({**base, "suite": "image_side", "kind": "image", "caption": caption,
+                          "positive_image": image_path, "negative_images": [str(clean_path)]})
+        if "image_side_sham" in suites:
+            image, labels = render_scene(scene)
+            mask = dilate(labels == target["id"] + 1, self.dilation)
+            occupied = dilate(labels > 0, self.dilation)
+            sham_mask = None
+            size = scene["image_size"]
+            ys, xs = np.nonzero(mask)
+            for _ in range(50):
+                # a shift that keeps the whole mask inside the image (np.roll must not wrap)
+                dy = int(rng.integers(-ys.min(), size - ys.max()))
+                dx = int(rng.integers(-xs.min(), size - xs.max()))
+                moved = np.roll(mask, (dy, dx), axis=(0, 1))
+                if not (moved & occupied).any():
+                    sham_mask = moved
+                    break
+            if sham_mask is not None:
+                sham, dual = self.inpainter.inpaint(image, [sham_mask, mask], [0, 0])
+                sham_path = self.image_dir / f"{stem}-sham-{target['id']}.png"
+                dual_path = self.image_dir / f"{stem}-dual-{target['id']}.png"
+                write_png(sham_path, sham)
+                write_png(dual_path, dual)
+                items.append({**base, "suite": "image_side_sham", "kind": "image", "caption": caption,
+                              "positive_image": str(sham_path), "negative_images": [str(dual_path)]})
+        return items
+
+
+def build_suites(dataset_config: dict, inpaint_config: dict, test_records: list[tuple[str, dict]],
+                 suites: list[str], seed: int, out_file: str | Path) -> dict:
+    """Write every suite's items for the test split; returns the counts per suite."""
+    out_file = Path(out_file)
+    world = WorldConfig.from_config(dataset_config)
+    builder = SuiteBuilder(world, inpaint_config, out_file.parent / "images")
+    items = []
+    retrieval = []
+    for image_path, record in tqdm(test_records, desc="build suites", mininterval=10):
+        scene = record["scene"]
+        rng = np.random.default_rng(stable_seed("suites", seed, scene["index"]))
+        for item in builder.items_for(scene, image_path, rng, suites):
+            item["item_id"] = f"{item['suite']}-{len(items)}"
+            items.append(item)
+        order = [scene["objects"][i] for i in rng.permutation(len(scene["objects"]))]
+        retrieval.append({"image": image_path, "caption": listing([phrase(o) for o in order]), "object_set": list(map(list, object_set(scene)))})
+    counts = pd.Series([item["suite"] for item in items]).value_counts().to_dict()
+    missing = [suite for suite in suites if suite not in counts and suite != "retrieval_t2i"]
+    if missing:
+        raise ValueError(f"eval.suites: no test item could be built for {missing}; raise dataset.n_test")
+    write_json(out_file, {"items": items, "retrieval": retrieval if "retrieval_t2i" in suites else [], "counts": counts})
+    return counts
+
+
+# ------------------------------------------------------------------ scoring
+
+
+@torch.no_grad()
+def encode(model, preprocess, tokenizer, images: list[str], texts: list[str], device, batch_size: int = 256):
+    from PIL import Image
+
+    model.eval()
+    image_features, text_features = [], []
+    for start in range(0, len(images), batch_size):
+        batch = []
+        for path in images[start:start + batch_size]:
+            with Image.open(path) as image:
+                batch.append(preprocess(image.convert("RGB")))
+        image_features.append(torch.nn.functional.normalize(model.encode_image(torch.stack(batch).to(device)).float(), dim=-1).cpu())
+    for start in range(0, len(texts), batch_size):
+        tokens = tokenizer(texts[start:start + batch_size]).to(device)
+        text_features.append(torch.nn.functional.normalize(model.encode_text(tokens).float(), dim=-1).cpu())
+    return torch.cat(image_features), torch.cat(text_features)
+
+
+def strictly_best(positive: float, negatives: list[float]) -> bool:
+    """The official rule: a tie with any negative is wrong."""
+    return all(positive > negative for negative in negatives)
+
+
+def score_suites(model, preprocess, tokenizer, suites: dict, device="cpu", batch_size: int = 256):
+    """(per-item DataFrame, summary DataFrame in the long results format)."""
+    items, retrieval = suites["items"], suites["retrieval"]
+    image_list = sorted({item["image"] for item in items if item["kind"] == "text"}
+                        | {path for item in items if item["kind"] == "image" for path in [item["positive_image"], *item["negative_images"]]}
+                        | {r["image"] for r in retrieval})
+    text_list = sorted({t for item in items if item["kind"] == "text" for t in [item["positive"], *item["negatives"]]}
+                       | {item["caption"] for item in items if item["kind"] == "image"} | {r["caption"] for r in retrieval})
+    image_features, text_features = encode(model, preprocess, tokenizer, image_list, text_list, device, batch_size)
+    image_index = {path: i for i, path in enumerate(image_list)}
+    text_index = {text: i for i, text in enumerate(text_list)}
+    test_images = sorted({r["image"] for r in retrieval} | {item["image"] for item in items if item["kind"] == "text"})
+    mean_image = torch.nn.functional.normalize(image_features[[image_index[p] for p in test_images]].mean(0), dim=0)
+    similarity = image_features @ text_features.T
+    blind = text_features @ mean_image
+    rows = []
+    for item in items:
+        if item["kind"] == "text":
+            i = image_index[item["image"]]
+            positive = float(similarity[i, text_index[item["positive"]]])
+            negatives = [float(similarity[i, text_index[t]]) for t in item["negatives"]]
+            blind_positive = float(blind[text_index[item["positive"]]])
+            blind_negatives = [float(blind[text_index[t]]) for t in item["negatives"]]
+            blind_correct = strictly_best(blind_positive, blind_negatives)
+        else:
+            t = text_index[item["caption"]]
+            positive = float(similarity[image_index[item["positive_image"]], t])
+            negatives = [float(similarity[image_index[p], t]) for p in item["negative_images"]]
+            blind_correct = None
+        rows.append({"item_id": item["item_id"], "suite": item["suite"], "novel": item["novel"], "n_objects": item["n_objects"],
+                     "positive_score": positive, "best_negative_score": max(negatives),
+                     "correct": strictly_best(positive, negatives), "blind_correct": blind_correct})
+    for k, entry in enumerate(retrieval):
+        scores = similarity[:, text_index[entry["caption"]]]
+        candidates = [image_index[r["image"]] for r in retrieval]
+        best = candidates[int(torch.argmax(scores[candidates]))]
+        hit = tuple(map(tuple, retrieval[candidates.index(best)]["object_set"])) == tuple(map(tuple, entry["object_set"]))
+        rows.append({"item_id": f"retrieval_t2i-{k}", "suite": "retrieval_t2i", "novel": None, "n_objects": len(entry["object_set"]),
+                     "positive_score": float(scores[image_index[entry["image"]]]), "best_negative_score": None,
+                     "correct": bool(hit), "blind_correct": None})
+    per_item = pd.DataFrame(rows)
+    return per_item, summarise(per_item)
+
+
+def summarise(per_item: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for suite, group in per_item.groupby("suite", sort=False):
+        metric = "R@1" if suite == "retrieval_t2i" else "accuracy"
+        rows.append({"benchmark": "synthetic", "suite": suite, "metric": metric, "value": 100 * group["correct"].mean(), "n_items": len(group)})
+        blind = group["blind_correct"].dropna()
+        if len(blind):
+            rows.append({"benchmark": "synthetic", "suite": suite, "metric": "blind_accuracy", "value": 100 * blind.astype(bool).mean(), "n_items": len(blind)})
+        novel = group[group["novel"] == True]  # noqa: E712 (a column of bool/None)
+        if len(novel) and suite != "retrieval_t2i":
+            rows.append({"benchmark": "synthetic", "suite": suite, "metric": "accuracy_novel_pairs", "value": 100 * novel["correct"].mean(), "n_items": len(novel)})
+    return pd.DataFrame(rows)

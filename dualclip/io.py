@@ -1,0 +1,118 @@
+"""Atomic file writes and the per-image file layout shared by every stage.
+
+Every stage writes one file per image (or per image and subset). Writes go to a
+temporary file in the same folder and are renamed into place, so a killed run never
+leaves a half-written file that a resumed run would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def _atomic_write(path: str | os.PathLike, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    data = json.dumps(obj, indent=1, sort_keys=False, default=_json_default).encode()
+    _atomic_write(path, lambda handle: handle.write(data + b"\n"))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write an HxWx3 uint8 RGB image or an HxW uint8 label map as PNG, atomically."""
+    image = Image.fromarray(np.ascontiguousarray(array))
+    _atomic_write(path, lambda handle: image.save(handle, format="PNG"))
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    _atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def masks_to_bits(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Pack up to 8 boolean masks into one uint8 image: bit i is mask i (overlaps allowed)."""
+    if len(masks) > 8:
+        raise ValueError(f"at most 8 component masks fit a uint8 bit mask, got {len(masks)}")
+    bits = np.zeros(shape, dtype=np.uint8)
+    for index, mask in enumerate(masks):
+        bits |= (mask.astype(bool).astype(np.uint8) << index)
+    return bits
+
+
+def bits_to_masks(bits: np.ndarray, count: int) -> list[np.ndarray]:
+    return [((bits >> index) & 1).astype(bool) for index in range(count)]
+
+
+def image_id(split: str, shard: int, slot: int) -> str:
+    return f"{split}-{int(shard):04d}-{int(slot):03d}"
+
+
+def parse_image_id(value: str) -> tuple[str, int, int]:
+    split, shard, slot = value.rsplit("-", 2)
+    return split, int(shard), int(slot)
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit of the code that produced a result (with '+dirty' when modified)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "dualclip"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from dualclip import __version__
+
+        return f"v{__version__}"

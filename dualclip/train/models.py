@@ -1,0 +1,49 @@
+"""Models by name, open_clip style: architectures are JSON configs in ``dualclip/model_configs``.
+
+``dualclip-tiny`` trains from scratch on a CPU in minutes; any open_clip name works too
+(paper scale: ``ViT-B-32-quickgelu`` with ``pretrained: openai`` — the plain
+``ViT-B-32`` architecture would silently drop OpenAI's QuickGELU and lose accuracy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import torch
+
+MODEL_CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
+_registered = False
+
+
+def register_model_configs() -> None:
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(MODEL_CONFIG_DIR)
+        _registered = True
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def create_model(name: str, pretrained: str | None = None, device: str | torch.device = "cpu"):
+    """(model, preprocess, tokenizer) for an open_clip architecture name."""
+    register_model_configs()
+    if name == "ViT-B-32" and pretrained == "openai":
+        raise ValueError("model 'ViT-B-32' with OpenAI weights drops QuickGELU: use 'ViT-B-32-quickgelu'")
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained or None, device=device)
+    tokenizer = open_clip.get_tokenizer(name)
+    return model, preprocess, tokenizer
+
+
+def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"):
+    """(model, preprocess, tokenizer, checkpoint) of a trained run, in eval mode."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    model_config = checkpoint["config"]["model"]
+    model, preprocess, tokenizer = create_model(model_config["name"], None, device="cpu")
+    model.load_state_dict(checkpoint["model"])
+    model.to(device).eval()
+    return model, preprocess, tokenizer, checkpoint

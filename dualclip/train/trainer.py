@@ -1,0 +1,264 @@
+"""The training loop: one readable loop for every method, CPU or GPU, resumable.
+
+The step budget comes from the compute mode: ``equal_compute`` gives every method
+``budget_images // batch_images`` steps of ``batch_images`` images (the same image
+forward passes, so methods that add dual images see fewer epochs of originals);
+``equal_epochs`` gives every method the same number of passes over its data.
+
+Checkpoints carry model, optimiser, scheduler and RNG state, the step and the config;
+a killed run resumes from the last one and ends with the same weights as an
+uninterrupted run (on CPU), because the batch plan is a pure function of
+(method, seed, epoch) and the step itself uses no randomness.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dualclip.io import code_version, write_json
+from dualclip.train.batches import BatchSpec, TrainData, nearest_neighbours, plan_epoch
+from dualclip.train.loss import DualContrastiveLoss, duplicate_text_masks
+from dualclip.train.models import create_model, resolve_device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_images(files: list[str], preprocess) -> torch.Tensor:
+    from PIL import Image
+
+    tensors = []
+    for path in tqdm(files, desc="load images", mininterval=10):
+        with Image.open(path) as image:
+            tensors.append(preprocess(image.convert("RGB")))
+    return torch.stack(tensors)
+
+
+def compute_neighbours(data: TrainData, images: torch.Tensor, config: dict, model) -> np.ndarray:
+    """NegCLIP's hard negative images: the k nearest training images of each sample."""
+    source = config.get("neighbour_model", "pixels")
+    originals = images[[sample.image for sample in data.samples]]
+    if source == "pixels":
+        # the synthetic world has no pretrained model: 16x16 colour thumbnails stand in
+        features = torch.nn.functional.adaptive_avg_pool2d(originals, 16).flatten(1)
+        features = features - features.mean(0, keepdim=True)
+    elif source == "initial":
+        with torch.no_grad():
+            model.eval()
+            features = torch.cat([model.encode_image(chunk) for chunk in originals.split(256)])
+            model.train()
+    else:
+        raise ValueError(f"train.negclip.neighbour_model: unknown {source!r}; use 'pixels' or 'initial'")
+    return nearest_neighbours(features.float().numpy(), int(config.get("k", 3)))
+
+
+def lr_lambda(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def make_optimizer(model, train_config: dict):
+    # open_clip_train's rule: no weight decay on gains, biases, embeddings and the logit scale
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        exclude = parameter.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+        (no_decay if exclude else decay).append(parameter)
+    return torch.optim.AdamW(
+        [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": float(train_config["weight_decay"])}],
+        lr=float(train_config["lr"]), betas=tuple(train_config.get("betas", (0.9, 0.98))), eps=float(train_config.get("eps", 1e-6)),
+    )
+
+
+def count_steps(method: str, data: TrainData, train_config: dict, seed: int, neighbours) -> tuple[int, int]:
+    """(total steps, steps per epoch of this method)."""
+    batch_images = int(train_config["batch_images"])
+    per_epoch = len(plan_epoch(method, data, batch_images, np.random.default_rng([seed, 0]), neighbours))
+    if train_config["compute"] == "equal_compute":
+        return max(1, int(train_config["budget_images"]) // batch_images), per_epoch
+    return int(train_config["epochs"]) * per_epoch, per_epoch
+
+
+def iterate_plan(method: str, data: TrainData, batch_images: int, seed: int, neighbours, start_step: int):
+    """(step, epoch, batch) from ``start_step`` on, replaying the epochs' plans."""
+    step, epoch = 0, 0
+    while True:
+        plan = plan_epoch(method, data, batch_images, np.random.default_rng([seed, epoch]), neighbours)
+        for batch in plan:
+            if step >= start_step:
+                yield step, epoch, batch
+            step += 1
+        epoch += 1
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def training_step(model, loss_fn, tokenizer, images: torch.Tensor, batch: BatchSpec, device, autocast) -> dict:
+    texts = tokenizer(batch.texts).to(device)
+    pixels = images[batch.images].to(device, non_blocking=True)
+    i2t, t2i = duplicate_text_masks(batch.texts, batch.image_pos, batch.text_pos)
+    for image, text in batch.unmasked_pairs_off:
+        i2t[image, text] = False
+        t2i[text, image] = False
+    with autocast():
+        image_features = torch.nn.functional.normalize(model.encode_image(pixels), dim=-1)
+        text_features = torch.nn.functional.normalize(model.encode_text(texts), dim=-1)
+        return loss_fn(
+            image_features.float(), text_features.float(), model.logit_scale.exp().float(),
+            torch.tensor(batch.image_pos, device=device), torch.tensor(batch.text_pos, device=device),
+            i2t.to(device), t2i.to(device),
+        )
+
+
+def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | Path, val=None,
+          stop_after_steps: int | None = None) -> dict:
+    """Train one (method, seed); returns the run summary also stored in the checkpoint.
+
+    ``val`` is an optional (images, captions) slice scored once per epoch (retrieval
+    top-1 accuracy in both directions). ``stop_after_steps`` ends the process early,
+    as a kill would, for resume tests.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_config = config["train"]
+    device = resolve_device(config.get("device", "auto"))
+    seed_everything(seed)
+    model, preprocess, tokenizer = create_model(config["model"]["name"], config["model"].get("pretrained"), device="cpu")
+    images = load_images(data.image_files, preprocess)
+    neighbours = None
+    if method in ("negclip", "ours+negclip"):
+        neighbours = compute_neighbours(data, images, train_config.get("negclip", {}), model)
+    model.to(device).train()
+    batch_images = int(train_config["batch_images"])
+    total_steps, steps_per_epoch = count_steps(method, data, train_config, seed, neighbours)
+    optimizer = make_optimizer(model, train_config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(int(train_config["warmup_steps"]), total_steps))
+    loss_fn = DualContrastiveLoss()
+    use_amp = device.type == "cuda" and train_config.get("precision", "amp") == "amp"
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp)
+
+    checkpoint_path = out_dir / "checkpoint.pt"
+    log_path = out_dir / "train_log.csv"
+    start_step, images_seen, texts_seen, log_rows = 0, 0, 0, []
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        start_step, images_seen, texts_seen = state["step"], state["images_seen"], state["texts_seen"]
+        log_rows = state["log_rows"]
+        print(f"resumed from {checkpoint_path} at step {start_step}")
+
+    def state_dict(step: int) -> dict:
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "step": step, "images_seen": images_seen, "texts_seen": texts_seen, "log_rows": log_rows,
+            "config": config, "method": method, "seed": seed, "code_version": code_version(),
+        }
+
+    checkpoint_every = int(train_config.get("checkpoint_every", 100))
+    started = time.time()
+    progress = tqdm(total=total_steps, initial=start_step, desc=f"train {method} seed {seed}", mininterval=10)
+    last_epoch = None
+    for step, epoch, batch in iterate_plan(method, data, batch_images, seed, neighbours, start_step):
+        if step >= total_steps:
+            break
+        if stop_after_steps is not None and step >= stop_after_steps:
+            progress.close()
+            return {"stopped_at": step}
+        if val is not None and last_epoch is not None and epoch != last_epoch:
+            log_rows.append({"step": step, "epoch": last_epoch, **validate(model, tokenizer, val, device)})
+        last_epoch = epoch
+        losses = training_step(model, loss_fn, tokenizer, images, batch, device, autocast)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))  # as open_clip_train
+        images_seen += len(batch.images)
+        texts_seen += len(batch.texts)
+        log_rows.append({
+            "step": step + 1, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
+            **{key: round(float(value), 6) for key, value in losses.items()},
+            "logit_scale": round(float(model.logit_scale.exp()), 4), "images_seen": images_seen,
+            "batch_images": len(batch.images), "batch_texts": len(batch.texts), "batch_originals": batch.n_originals,
+        })
+        progress.update(1)
+        if (step + 1) % checkpoint_every == 0 and step + 1 < total_steps:
+            _save(checkpoint_path, state_dict(step + 1))
+    progress.close()
+    if val is not None:
+        log_rows.append({"step": total_steps, "epoch": last_epoch, **validate(model, tokenizer, val, device)})
+    summary = {
+        "method": method, "seed": seed, "steps": total_steps, "steps_per_epoch": steps_per_epoch,
+        "epochs": round(total_steps / steps_per_epoch, 3), "images_seen": images_seen, "texts_seen": texts_seen,
+        "n_samples": len(data.samples), "n_duals_used": data.n_duals, "n_duals_rejected": data.n_duals_rejected,
+        "duals_rejected_by_reason": data.rejected_reasons, "train_seconds_this_process": round(time.time() - started, 1),
+        "device": str(device), "code_version": code_version(),
+        "neighbour_model": train_config.get("negclip", {}).get("neighbour_model", "pixels") if neighbours is not None else None,
+    }
+    final = state_dict(total_steps)
+    final["summary"] = summary
+    del final["optimizer"], final["scheduler"]  # the final model is for evaluation
+    _save(out_dir / "model.pt", final)
+    write_log(log_path, log_rows)
+    write_json(out_dir / "summary.json", summary)
+    if checkpoint_path.exists():
+        checkpoint_path.unlink()
+    return summary
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    keys: list[str] = []
+    for row in rows:
+        keys += [key for key in row if key not in keys]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def validate(model, tokenizer, val, device) -> dict:
+    """Top-1 retrieval accuracy on the validation slice (same caption counts as a hit)."""
+    images, captions = val
+    model.eval()
+    image_features = torch.nn.functional.normalize(model.encode_image(images.to(device)), dim=-1)
+    text_features = torch.nn.functional.normalize(model.encode_text(tokenizer(captions).to(device)), dim=-1)
+    model.train()
+    similarity = image_features @ text_features.T
+    same = torch.tensor([[a == b for b in captions] for a in captions], device=similarity.device)
+    i2t = same[torch.arange(len(captions)), similarity.argmax(1)].float().mean().item()
+    t2i = same[torch.arange(len(captions)), similarity.T.argmax(1)].float().mean().item()
+    return {"val_i2t_top1": round(100 * i2t, 2), "val_t2i_top1": round(100 * t2i, 2)}

@@ -1,0 +1,46 @@
+rule build_suites:
+    """The synthetic benchmark suites on the held-out test split (items + clean renders)."""
+    input:
+        images=lambda w: [f"{RESULTS}/data/test/{s}/{slot}.png" for s, slot in images_of(config["dataset"]["n_test"])],
+        truth=lambda w: [f"{RESULTS}/data/test/{s}/{slot}.json" for s, slot in images_of(config["dataset"]["n_test"])],
+    output:
+        f"{RESULTS}/eval/suites.json",
+    params:
+        dataset=config["dataset"],
+        inpaint=config["inpaint"],
+        eval=config["eval"],
+    log:
+        f"{RESULTS}/logs/eval/build_suites.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        ENV
+    script:
+        "../scripts/build_suites.py"
+
+
+rule eval_synthetic:
+    """Score one trained model on every synthetic suite (with blind scores)."""
+    input:
+        model=f"{RESULTS}/train/{{method}}/n{{n}}/seed{{seed}}/model.pt",
+        suites=f"{RESULTS}/eval/suites.json",
+    output:
+        scores=f"{RESULTS}/eval/{{method}}/n{{n}}/seed{{seed}}/synthetic.csv",
+        per_item=f"{RESULTS}/eval/{{method}}/n{{n}}/seed{{seed}}/synthetic_items.csv",
+    params:
+        eval=config["eval"],
+        device=config["device"],
+    log:
+        f"{RESULTS}/logs/eval/{{method}}/n{{n}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval/{{method}}/n{{n}}/seed{{seed}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/eval.py"

@@ -1,0 +1,31 @@
+rule report:
+    """The ablation report: results table, a bar chart per suite, training curves, dual gallery."""
+    input:
+        scores=eval_outputs(),
+        summaries=train_summaries(),
+        train_logs=train_logs(),
+        suites=f"{RESULTS}/eval/suites.json",
+        gallery=lambda w: [
+            f"{RESULTS}/{stage}/train/0/{slot}{suffix}"
+            for slot in range(min(SHARD_SIZE, 40))
+            for stage, suffix in (("rewrite", ".json"), ("inpaint", "/duals.json"))
+        ],
+    output:
+        html=report(f"{RESULTS}/report/report.html", caption="../report/report.rst", category="Report"),
+        table=report(f"{RESULTS}/report/scores.csv", caption="../report/scores.rst", category="Results"),
+        summary=report(f"{RESULTS}/report/summary.csv", caption="../report/summary.rst", category="Results"),
+        figure=report(f"{RESULTS}/report/suites.png", caption="../report/suites.rst", category="Figures"),
+        curves=report(f"{RESULTS}/report/training_curves.png", caption="../report/curves.rst", category="Figures"),
+    params:
+        config=config,
+        results=RESULTS,
+    log:
+        f"{RESULTS}/logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../scripts/report.py"

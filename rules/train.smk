@@ -1,0 +1,25 @@
+rule train:
+    """One (method, train-set size, seed) run; resumes from its checkpoint when killed."""
+    input:
+        unpack(train_inputs),
+    output:
+        model=f"{RESULTS}/train/{{method}}/n{{n}}/seed{{seed}}/model.pt",
+        log_csv=f"{RESULTS}/train/{{method}}/n{{n}}/seed{{seed}}/train_log.csv",
+        summary=f"{RESULTS}/train/{{method}}/n{{n}}/seed{{seed}}/summary.json",
+    params:
+        model=config["model"],
+        train={k: v for k, v in config["train"].items() if k not in ("methods", "seeds", "data_sizes")},
+        device=config["device"],
+        results=RESULTS,
+    log:
+        f"{RESULTS}/logs/train/{{method}}/n{{n}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{method}}/n{{n}}/seed{{seed}}.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        ENV
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,16 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the dualclip package beside the workflow (conda envs)
+from dualclip.train import run
+from dualclip.workflow import start
+
+start(snakemake)
+run(
+    model=snakemake.params.model,
+    train=snakemake.params.train,
+    device=snakemake.params.device,
+    method=snakemake.wildcards.method,
+    seed=int(snakemake.wildcards.seed),
+    inputs=snakemake.input,
+    out_dir=snakemake.output.model.rsplit("/", 1)[0],
+)
