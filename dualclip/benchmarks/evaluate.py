@@ -1,0 +1,146 @@
+"""Score benchmark items with any open_clip model and summarise the official metrics.
+
+``score_items`` embeds every distinct (image, crop) once and every distinct caption
+once, L2-normalises the embeddings, and scores each caption by the dot product with its
+item's image. Identical captions therefore get bit-identical scores, so a negative equal
+to the positive is an exact tie (and is judged by the benchmark's tie rule, see
+:mod:`dualclip.benchmarks.scoring`).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .items import BenchmarkItem
+from .scoring import correct_from_scores, summarise  # noqa: F401  (re-exported)
+
+log = logging.getLogger(__name__)
+
+PER_ITEM_COLUMNS = ["benchmark", "suite", "item_id", "pos_score", "max_neg_score",
+                    "n_negatives", "correct", "valid"]
+
+
+def _load_image(item: BenchmarkItem) -> Image.Image:
+    if item.image_path is None:
+        raise ValueError(f"{item.benchmark}/{item.item_id}: item has no image_path; load "
+                         f"items with an image folder so missing images are skipped")
+    try:
+        with Image.open(item.image_path) as im:
+            img = im.convert("RGB")
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"{item.benchmark}/{item.item_id}: image {item.image_path} not found; it was "
+            f"present when the items were loaded, re-run the loader") from e
+    except OSError as e:
+        raise OSError(f"{item.benchmark}/{item.item_id}: cannot read image {item.image_path} "
+                      f"({e}); the file is probably corrupt, download it again") from e
+    if item.crop_bbox is not None:
+        img = img.crop(item.crop_bbox)
+    return img
+
+
+def _batches(seq: Sequence, size: int):
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+@torch.no_grad()
+def _embed_images(model, preprocess, items: list[BenchmarkItem], device, batch_size,
+                  num_workers: int = 0) -> torch.Tensor:
+    def prep(it):
+        return preprocess(_load_image(it))
+
+    out = []
+    pool = ThreadPoolExecutor(num_workers) if num_workers > 0 else None
+    try:
+        for chunk in _batches(items, batch_size):
+            tensors = list(pool.map(prep, chunk)) if pool else [prep(it) for it in chunk]
+            x = torch.stack(tensors).to(device)
+            out.append(F.normalize(model.encode_image(x).float(), dim=-1).cpu())
+    finally:
+        if pool:
+            pool.shutdown()
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def _embed_texts(model, tokenizer, texts: list[str], device, batch_size) -> torch.Tensor:
+    out = []
+    for chunk in _batches(texts, batch_size):
+        tok = tokenizer(list(chunk)).to(device)
+        out.append(F.normalize(model.encode_text(tok).float(), dim=-1).cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def score_items(
+    model: torch.nn.Module,
+    preprocess: Callable[[Image.Image], torch.Tensor],
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    items: Sequence[BenchmarkItem],
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> pd.DataFrame:
+    """One row per item: ``benchmark, suite, item_id, pos_score, max_neg_score,
+    n_negatives, correct, valid`` (``valid`` is ``meta["valid"]``, True when absent).
+
+    Works with any open_clip model (``encode_image``/``encode_text``); the model is put
+    in eval mode for the call and restored afterwards. Images are opened with PIL,
+    converted to RGB and cropped to ``crop_bbox`` when set, then passed to
+    ``preprocess``; ``num_workers`` > 0 decodes images in that many threads.
+    """
+    items = list(items)
+    if not items:
+        return pd.DataFrame(columns=PER_ITEM_COLUMNS)
+    was_training = model.training
+    model.eval()
+    try:
+        img_keys: dict[tuple, int] = {}
+        img_items: list[BenchmarkItem] = []
+        item_img: list[int] = []
+        for it in items:
+            key = (str(it.image_path), it.crop_bbox)
+            if key not in img_keys:
+                img_keys[key] = len(img_items)
+                img_items.append(it)
+            item_img.append(img_keys[key])
+        txt_keys: dict[str, int] = {}
+        for it in items:
+            for t in (it.positive, *it.negatives):
+                txt_keys.setdefault(t, len(txt_keys))
+        log.info("scoring %d items: %d distinct images, %d distinct captions",
+                 len(items), len(img_items), len(txt_keys))
+        img_emb = _embed_images(model, preprocess, img_items, device, batch_size, num_workers)
+        txt_emb = _embed_texts(model, tokenizer, list(txt_keys), device, batch_size)
+    finally:
+        model.train(was_training)
+
+    pos = np.empty(len(items))
+    max_neg = np.empty(len(items))
+    for k, it in enumerate(items):
+        idx = torch.tensor([txt_keys[it.positive]] + [txt_keys[t] for t in it.negatives])
+        s = (txt_emb[idx] @ img_emb[item_img[k]]).double().numpy()
+        pos[k], max_neg[k] = s[0], s[1:].max()
+    by_bench = pd.Series([it.benchmark for it in items])
+    correct = np.empty(len(items), dtype=bool)
+    for b in by_bench.unique():
+        m = (by_bench == b).to_numpy()
+        correct[m] = correct_from_scores(b, pos[m], max_neg[m])
+    return pd.DataFrame({
+        "benchmark": by_bench,
+        "suite": [it.suite for it in items],
+        "item_id": [it.item_id for it in items],
+        "pos_score": pos,
+        "max_neg_score": max_neg,
+        "n_negatives": [len(it.negatives) for it in items],
+        "correct": correct,
+        "valid": [bool(it.meta.get("valid", True)) for it in items],
+    }, columns=PER_ITEM_COLUMNS)

@@ -1,0 +1,218 @@
+"""Common item type and skip records shared by all benchmark loaders.
+
+Every loader turns an official annotation file into a list of :class:`BenchmarkItem`.
+An item is one image with one positive caption and one or more negative captions; the
+scorer counts it correct when the positive caption scores above all negatives (see
+:mod:`dualclip.benchmarks.scoring` for the exact rule of each benchmark).
+
+Loaders never crash and never silently drop items because of missing images:
+
+* a whole *piece* (a SugarCrepe subset, a VALSE piece, an ARO dataset) whose image
+  folder was not provided, does not exist, is empty, or holds none of the piece's
+  images is skipped and recorded as a :class:`SkippedPiece`;
+* a single item whose image file is missing is recorded as a :class:`SkippedItem`.
+
+Both lists travel with the items in a :class:`LoadResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: PIL crop box: (left, upper, right, lower) in pixels.
+CropBox = tuple[int, int, int, int]
+
+
+@dataclass
+class BenchmarkItem:
+    """One test case: an image, its positive caption and its negative captions.
+
+    ``benchmark``: ``sugarcrepe``, ``valse``, ``vg_relation``, ``vg_attribution``,
+    ``coco_order`` or ``flickr30k_order``.
+    ``suite``: the unit the official script reports accuracy for (a SugarCrepe subset,
+    a VALSE piece, a VG-Relation relation name, a VG-Attribution attribute pair, or the
+    split for the Order benchmarks).
+    ``crop_bbox``: PIL crop box ``(left, upper, right, lower)`` applied before the
+    model's preprocessing, or ``None`` for the whole image.
+    ``meta``: benchmark-specific extras (for VALSE ``valid`` and the mturk votes).
+    """
+
+    benchmark: str
+    suite: str
+    item_id: str
+    image_path: Path | None
+    positive: str
+    negatives: list[str]
+    crop_bbox: CropBox | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.negatives, list) or not self.negatives:
+            raise ValueError(
+                f"{self.benchmark}/{self.item_id}: negatives must be a non-empty list of "
+                f"strings, got {self.negatives!r}"
+            )
+        if self.image_path is not None and not isinstance(self.image_path, Path):
+            self.image_path = Path(self.image_path)
+        if self.crop_bbox is not None:
+            self.crop_bbox = tuple(int(v) for v in self.crop_bbox)  # type: ignore[assignment]
+            if len(self.crop_bbox) != 4:
+                raise ValueError(
+                    f"{self.benchmark}/{self.item_id}: crop_bbox must be (left, upper, "
+                    f"right, lower), got {self.crop_bbox!r}"
+                )
+
+
+@dataclass
+class SkippedItem:
+    """One item left out because its image is missing (or similar), with the reason."""
+
+    benchmark: str
+    suite: str
+    item_id: str
+    image_path: str | None
+    reason: str
+
+
+@dataclass
+class SkippedPiece:
+    """A whole piece left out, e.g. because the user did not provide its images."""
+
+    benchmark: str
+    suite: str
+    n_items: int
+    reason: str
+
+
+@dataclass
+class LoadResult:
+    """Items that can be evaluated, plus everything that was skipped and why."""
+
+    items: list[BenchmarkItem] = field(default_factory=list)
+    skipped_items: list[SkippedItem] = field(default_factory=list)
+    skipped_pieces: list[SkippedPiece] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def extend(self, other: "LoadResult") -> "LoadResult":
+        self.items.extend(other.items)
+        self.skipped_items.extend(other.skipped_items)
+        self.skipped_pieces.extend(other.skipped_pieces)
+        return self
+
+    def counts(self) -> dict[str, int]:
+        """Number of loaded items per suite."""
+        out: dict[str, int] = {}
+        for it in self.items:
+            out[it.suite] = out.get(it.suite, 0) + 1
+        return out
+
+    def skips_frame(self) -> pd.DataFrame:
+        """All skips as one table: ``level`` is ``piece`` or ``item``."""
+        rows = [{"level": "piece", "item_id": None, "image_path": None, **asdict(p)}
+                for p in self.skipped_pieces]
+        rows += [{"level": "item", "n_items": 1, **asdict(s)} for s in self.skipped_items]
+        cols = ["level", "benchmark", "suite", "item_id", "image_path", "n_items", "reason"]
+        return pd.DataFrame(rows, columns=cols)
+
+
+def folder_problem(image_dir: Path | None) -> str | None:
+    """Why ``image_dir`` cannot serve images, or ``None`` when it can."""
+    if image_dir is None:
+        return "no image folder was given"
+    if not image_dir.exists():
+        return f"image folder {image_dir} does not exist"
+    if not image_dir.is_dir():
+        return f"image path {image_dir} is not a folder"
+    with os.scandir(image_dir) as it:
+        if next(it, None) is None:
+            return f"image folder {image_dir} is empty"
+    return None
+
+
+def attach_images(
+    benchmark: str,
+    suite: str,
+    candidates: Sequence[tuple[BenchmarkItem, str]],
+    image_dir: str | os.PathLike | None,
+    hint: str,
+) -> LoadResult:
+    """Resolve each candidate's image file name against ``image_dir``.
+
+    ``candidates`` pairs each item (with ``image_path=None``) with its image file name
+    relative to ``image_dir``. Returns the items whose image exists, the items whose
+    image is missing as :class:`SkippedItem`, or, when the folder is unusable or holds
+    none of the piece's images, one :class:`SkippedPiece` for the whole piece.
+    ``hint`` tells the user where the images come from (printed in messages).
+    """
+    res = LoadResult()
+    n = len(candidates)
+    folder = Path(image_dir) if image_dir is not None else None
+    problem = folder_problem(folder)
+    if problem is not None:
+        reason = f"{problem}; provide the images ({hint}) to evaluate this piece"
+        log.warning("Skipping %s/%s (%d items): %s", benchmark, suite, n, reason)
+        res.skipped_pieces.append(SkippedPiece(benchmark, suite, n, reason))
+        return res
+    assert folder is not None
+    exists_cache: dict[str, bool] = {}
+    missing: list[tuple[BenchmarkItem, Path]] = []
+    for item, rel in candidates:
+        path = folder / rel
+        key = str(path)
+        if key not in exists_cache:
+            exists_cache[key] = path.is_file()
+        if exists_cache[key]:
+            item.image_path = path
+            res.items.append(item)
+        else:
+            missing.append((item, path))
+    if n and not res.items:
+        example = missing[0][1]
+        reason = (f"none of the {n} images were found in {folder} (e.g. {example.name}); "
+                  f"point the image folder at the right place ({hint})")
+        log.warning("Skipping %s/%s (%d items): %s", benchmark, suite, n, reason)
+        res.skipped_pieces.append(SkippedPiece(benchmark, suite, n, reason))
+        return res
+    for item, path in missing:
+        res.skipped_items.append(SkippedItem(
+            benchmark, item.suite, item.item_id, str(path),
+            f"image file {path} not found; add it to {folder} ({hint})"))
+    if missing:
+        log.warning("%s/%s: %d of %d items skipped because their image is missing "
+                    "(first: %s)", benchmark, suite, len(missing), n, missing[0][1])
+    return res
+
+
+def merge_results(results: Iterable[LoadResult]) -> LoadResult:
+    out = LoadResult()
+    for r in results:
+        out.extend(r)
+    return out
+
+
+def read_json(path: Path, what: str):
+    """Load a JSON annotation file with an error that names the file and the fix."""
+    import json
+
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{what} annotation file {path} not found; download the official annotation "
+            f"files (see /work/shared/benchmarks/README.md or the benchmark's repository) "
+            f"and pass the folder that contains it")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{what} annotation file {path} is not valid JSON ({e}); the file is probably "
+            f"truncated or corrupted, download it again") from e

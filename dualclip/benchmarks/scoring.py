@@ -1,0 +1,227 @@
+"""Official scoring rules of SugarCrepe, VALSE and ARO, on per-item scores.
+
+Per-item correctness (:func:`correct_from_scores`):
+
+* SugarCrepe, VALSE (acc_r), VG-Relation, VG-Attribution: correct only if the positive
+  scores strictly higher than every negative; a tie is wrong. (SugarCrepe:
+  ``pos_score > neg_score``; VALSE: ``cross_score[0,1] > cross_score[1,1]``; VG-R/VG-A:
+  ``argmax([false, true]) == 1`` where a tie goes to index 0, the false caption.)
+* COCO-Order / Flickr30k-Order: upstream takes ``argmax([original, 4 perturbations]) == 0``;
+  NumPy's argmax returns the first maximum, so a tie between the original and a
+  perturbation (e.g. a perturbation that left the caption unchanged) counts as CORRECT.
+  This official rule gives metric ``accuracy``; :func:`summarise` also reports
+  ``accuracy_strict`` where ties are wrong, like every other benchmark.
+
+Aggregation (:func:`summarise`, long format ``benchmark, suite, metric, value, n_items``,
+value in percent):
+
+* ``sugarcrepe``: ``accuracy`` per subset; suites ``REPLACE``/``SWAP``/``ADD`` are the
+  item-weighted (micro) averages of their subsets (these reproduce the paper's
+  category numbers), emitted only when all subsets of the category are present; suite
+  ``mean`` is the unweighted mean of the seven subsets (only when all seven are present).
+* ``valse``: ``acc_r`` per piece on valid items only (``mturk.caption >= 2``); suite
+  ``mean`` is the unweighted mean over the eleven pieces (``mean_partial`` when some
+  pieces are missing).
+* ``vg_relation``: ``accuracy`` per relation; suite ``macro`` = mean over relations after
+  dropping the 157 relations of the official notebook (those rows get metric
+  ``accuracy_excluded_from_macro``); suite ``micro`` = accuracy over all items
+  (``main_aro.py``'s "Accuracy").
+* ``vg_attribution``: ``accuracy`` per attribute pair; pairs with < 25 items get metric
+  ``accuracy_excluded_from_macro``; suite ``macro`` = mean over the remaining pairs; suite
+  ``micro`` = accuracy over all items.
+* ``coco_order`` / ``flickr30k_order``: ``accuracy`` (official, micro over all captions)
+  and ``accuracy_strict`` per split suite.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .aro import VGA_MIN_PAIR_ITEMS, excluded_vgr_relations
+from .sugarcrepe import SUBSETS as SUGARCREPE_SUBSETS
+from .valse import PIECES as VALSE_PIECES
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = ["benchmark", "suite", "metric", "value", "n_items"]
+ORDER_BENCHMARKS = frozenset({"coco_order", "flickr30k_order"})
+BENCHMARKS = ("sugarcrepe", "valse", "vg_relation", "vg_attribution", "coco_order",
+              "flickr30k_order")
+
+
+def correct_from_scores(benchmark: str, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Per-item correctness from positive scores ``pos`` (n,) and negative scores
+    ``neg`` (n, k) (or the row-wise max of the negatives, shape (n,)).
+
+    Strict ``pos > max(neg)`` everywhere except the Order benchmarks, whose official
+    rule ``argmax == 0`` lets ties go to the positive (``pos >= max(neg)``).
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    neg = np.asarray(neg, dtype=np.float64)
+    max_neg = neg.max(axis=1) if neg.ndim == 2 else neg
+    if pos.shape != max_neg.shape:
+        raise ValueError(f"pos has shape {pos.shape} but negatives give {max_neg.shape}")
+    if benchmark in ORDER_BENCHMARKS:
+        return pos >= max_neg
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {BENCHMARKS}")
+    return pos > max_neg
+
+
+def per_item_frame(
+    benchmark: str,
+    suites: Sequence[str],
+    scores: np.ndarray | Sequence[Sequence[float]],
+    item_ids: Sequence[str] | None = None,
+    valid: Sequence[bool] | None = None,
+) -> pd.DataFrame:
+    """Per-item table from a score matrix whose column 0 is the positive caption and
+    whose other columns are the negatives (rows may be ragged lists)."""
+    rows = [np.asarray(r, dtype=np.float64) for r in scores]
+    if len(rows) != len(suites):
+        raise ValueError(f"{len(rows)} score rows but {len(suites)} suites")
+    if any(r.size < 2 for r in rows):
+        raise ValueError("every score row needs the positive and at least one negative")
+    pos = np.array([r[0] for r in rows])
+    max_neg = np.array([r[1:].max() for r in rows])
+    df = pd.DataFrame({
+        "benchmark": benchmark,
+        "suite": list(suites),
+        "item_id": list(item_ids) if item_ids is not None else [str(i) for i in range(len(rows))],
+        "pos_score": pos,
+        "max_neg_score": max_neg,
+        "n_negatives": [r.size - 1 for r in rows],
+        "correct": correct_from_scores(benchmark, pos, max_neg),
+    })
+    if valid is not None:
+        df["valid"] = list(valid)
+    return df
+
+
+def _row(benchmark, suite, metric, correct_or_value, n_items) -> dict:
+    return {"benchmark": benchmark, "suite": suite, "metric": metric,
+            "value": float(correct_or_value), "n_items": int(n_items)}
+
+
+def _per_suite(df: pd.DataFrame) -> pd.DataFrame:
+    g = df.groupby("suite", sort=True)["correct"]
+    return pd.DataFrame({"acc": g.mean() * 100.0, "n": g.size()})
+
+
+def _check(df: pd.DataFrame, benchmark: str) -> pd.DataFrame:
+    missing = {"suite", "correct"} - set(df.columns)
+    if missing:
+        raise ValueError(f"per-item table for {benchmark} lacks columns {sorted(missing)}; "
+                         f"build it with evaluate.score_items or scoring.per_item_frame")
+    if "benchmark" in df.columns:
+        other = set(df["benchmark"].unique()) - {benchmark}
+        if other:
+            raise ValueError(f"summarise({benchmark!r}) got rows of other benchmarks "
+                             f"{sorted(other)}; filter the table per benchmark first")
+    df = df.copy()
+    df["correct"] = df["correct"].astype(bool)
+    return df
+
+
+def summarise_sugarcrepe(df: pd.DataFrame) -> list[dict]:
+    b = "sugarcrepe"
+    ps = _per_suite(df)
+    unknown = set(ps.index) - set(SUGARCREPE_SUBSETS)
+    if unknown:
+        raise ValueError(f"unknown SugarCrepe subsets {sorted(unknown)}")
+    rows = [_row(b, s, "accuracy", r.acc, r.n) for s, r in ps.iterrows()]
+    for cat in ("REPLACE", "SWAP", "ADD"):
+        members = [s for s, c in SUGARCREPE_SUBSETS.items() if c == cat]
+        if all(m in ps.index for m in members):
+            sub = df[df["suite"].isin(members)]
+            rows.append(_row(b, cat, "accuracy", sub["correct"].mean() * 100.0, len(sub)))
+        else:
+            log.warning("sugarcrepe: %s average left out: subsets %s missing", cat,
+                        [m for m in members if m not in ps.index])
+    if all(s in ps.index for s in SUGARCREPE_SUBSETS):
+        rows.append(_row(b, "mean", "accuracy", ps["acc"].mean(), ps["n"].sum()))
+    return rows
+
+
+def summarise_valse(df: pd.DataFrame) -> list[dict]:
+    b = "valse"
+    if "valid" in df.columns:
+        n_invalid = int((~df["valid"].astype(bool)).sum())
+        if n_invalid:
+            log.info("valse: %d non-validated items (mturk.caption < 2) left out of acc_r",
+                     n_invalid)
+        df = df[df["valid"].astype(bool)]
+    ps = _per_suite(df)
+    unknown = set(ps.index) - set(VALSE_PIECES)
+    if unknown:
+        raise ValueError(f"unknown VALSE pieces {sorted(unknown)}")
+    rows = [_row(b, s, "acc_r", r.acc, r.n) for s, r in ps.iterrows()]
+    if len(ps):
+        complete = all(p in ps.index for p in VALSE_PIECES)
+        if not complete:
+            log.warning("valse: pieces %s missing; reporting mean_partial",
+                        [p for p in VALSE_PIECES if p not in ps.index])
+        rows.append(_row(b, "mean" if complete else "mean_partial", "acc_r",
+                         ps["acc"].mean(), ps["n"].sum()))
+    return rows
+
+
+def _summarise_grouped(df: pd.DataFrame, b: str, drop: Iterable[str] | None,
+                       min_items: int) -> list[dict]:
+    ps = _per_suite(df)
+    dropped = set(drop or ())
+    keep = [s for s, r in ps.iterrows() if s not in dropped and r.n >= min_items]
+    rows = []
+    for s, r in ps.iterrows():
+        metric = "accuracy" if s in keep else "accuracy_excluded_from_macro"
+        rows.append(_row(b, s, metric, r.acc, r.n))
+    if keep:
+        kept = ps.loc[keep]
+        rows.append(_row(b, "macro", "accuracy", kept["acc"].mean(), kept["n"].sum()))
+    if len(df):
+        rows.append(_row(b, "micro", "accuracy", df["correct"].mean() * 100.0, len(df)))
+    return rows
+
+
+def summarise_vg_relation(df: pd.DataFrame, excluded: Iterable[str] | None = None) -> list[dict]:
+    excluded = excluded_vgr_relations() if excluded is None else excluded
+    return _summarise_grouped(df, "vg_relation", excluded, 0)
+
+
+def summarise_vg_attribution(df: pd.DataFrame, min_items: int = VGA_MIN_PAIR_ITEMS) -> list[dict]:
+    return _summarise_grouped(df, "vg_attribution", None, min_items)
+
+
+def summarise_order(df: pd.DataFrame, benchmark: str) -> list[dict]:
+    rows = []
+    for s, sub in df.groupby("suite", sort=True):
+        rows.append(_row(benchmark, s, "accuracy", sub["correct"].mean() * 100.0, len(sub)))
+        if {"pos_score", "max_neg_score"} <= set(sub.columns):
+            strict = (sub["pos_score"] > sub["max_neg_score"]).mean() * 100.0
+            rows.append(_row(benchmark, s, "accuracy_strict", strict, len(sub)))
+    return rows
+
+
+def summarise(benchmark: str, per_item: pd.DataFrame) -> pd.DataFrame:
+    """Official aggregate numbers of one benchmark in the long results format
+    (columns ``benchmark, suite, metric, value, n_items``; value in percent)."""
+    df = _check(per_item, benchmark)
+    if benchmark == "sugarcrepe":
+        rows = summarise_sugarcrepe(df)
+    elif benchmark == "valse":
+        rows = summarise_valse(df)
+    elif benchmark == "vg_relation":
+        rows = summarise_vg_relation(df)
+    elif benchmark == "vg_attribution":
+        rows = summarise_vg_attribution(df)
+    elif benchmark in ORDER_BENCHMARKS:
+        rows = summarise_order(df, benchmark)
+    else:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {BENCHMARKS}")
+    out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    out["n_items"] = out["n_items"].astype("int64")
+    return out
