@@ -1,0 +1,172 @@
+"""YOLO segmentation backend (ultralytics): every instance of a component's class.
+
+A component matches every predicted instance whose class is one of the model classes its
+``label`` maps to (``class_map``, default: the class of the same name) and whose
+confidence is at least ``conf``; the component's mask is the union of their masks.
+Masks come at the image's own resolution (``retina_masks``), so nothing is resized
+afterwards.
+
+The pure parts (``instances_from_result``, ``component_detections``) work on any
+ultralytics ``Results`` and are what the quality filter (``dualclip.filter``) uses too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from dualclip.detect import ComponentDetection
+from dualclip.parse import Component
+
+DEFAULTS = {
+    "model": "yolov8x-seg.pt",  # path to segmentation weights (.pt); nothing is downloaded offline
+    "conf": 0.25,
+    "iou": 0.7,
+    "imgsz": 640,
+    "max_det": 300,
+    "batch_size": 8,
+    "half": "auto",  # fp16 on CUDA
+    "class_map": {},  # component label -> model class name(s) when they differ
+}
+
+
+@dataclass
+class Instance:
+    """One predicted instance: class, confidence, HxW bool mask at the image's resolution."""
+
+    index: int  # position in the detector's output (sorted by confidence)
+    class_id: int
+    label: str  # the model's class name
+    score: float
+    mask: np.ndarray
+
+
+def instances_from_result(result, conf: float) -> list[Instance]:
+    """The instances of one ultralytics ``Results`` with confidence >= ``conf``."""
+    height, width = result.orig_shape
+    if result.boxes is None or len(result.boxes) == 0:
+        return []
+    if result.masks is None:
+        raise ValueError("detector returned boxes without masks; use a segmentation model (*-seg.pt)")
+    masks = result.masks.data
+    if tuple(masks.shape[-2:]) != (height, width):
+        raise ValueError(
+            f"instance masks are {tuple(masks.shape[-2:])}, image is {(height, width)}: predict with retina_masks=True"
+        )
+    scores = result.boxes.conf.tolist()
+    classes = [int(value) for value in result.boxes.cls.tolist()]
+    masks = (masks > 0.5).cpu().numpy() if hasattr(masks, "cpu") else np.asarray(masks) > 0.5
+    return [
+        Instance(index=index, class_id=classes[index], label=str(result.names[classes[index]]), score=float(scores[index]), mask=masks[index])
+        for index in range(len(scores))
+        if scores[index] >= conf
+    ]
+
+
+def label_classes(label: str, names: dict[int, str], class_map: dict) -> set[int]:
+    """Model class ids a component label stands for (via ``class_map``, else by name)."""
+    wanted = class_map.get(label.lower(), label)
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    by_name = {str(name).lower(): class_id for class_id, name in names.items()}
+    missing = [name for name in wanted if str(name).lower() not in by_name]
+    if missing:
+        raise ValueError(
+            f"component label {label!r} maps to {missing}, not a class of the detector "
+            f"(it knows {sorted(by_name)[:10]}...); add '{label}: [class name]' to detect.class_map "
+            "or restrict the parser's labels to the detector's classes"
+        )
+    return {by_name[str(name).lower()] for name in wanted}
+
+
+def component_detections(
+    instances: Sequence[Instance], components: Sequence[Component], names: dict[int, str], class_map: dict, shape: tuple[int, int]
+) -> list[ComponentDetection]:
+    """One ``ComponentDetection`` per component: the union of all instances of its classes."""
+    detections = []
+    for component in components:
+        classes = label_classes(component.label, names, class_map)
+        matched = [instance for instance in instances if instance.class_id in classes]
+        mask = np.zeros(shape, dtype=bool)
+        for instance in matched:
+            mask |= instance.mask
+        detections.append(
+            ComponentDetection(
+                component=component.index,
+                mask=mask,
+                scores=[instance.score for instance in matched],
+                instances=[instance.index for instance in matched],
+            )
+        )
+    return detections
+
+
+class YoloDetector:
+    name = "yolo"
+
+    def __init__(self, config: dict):
+        from ultralytics import YOLO
+
+        from dualclip.llm import resolve_device
+
+        self.config = {**DEFAULTS, **config}
+        self.conf = float(self.config["conf"])
+        if not 0.0 <= self.conf <= 1.0:
+            raise ValueError(f"detect.conf must be in [0, 1], got {self.conf}")
+        self.class_map = {str(key).lower(): value for key, value in (self.config["class_map"] or {}).items()}
+        self.device = resolve_device(self.config.get("device", "auto"))
+        half = self.config["half"]
+        self.half = self.device.startswith("cuda") if half == "auto" else bool(half)
+        weights = str(self.config["model"])
+        try:
+            self.model = YOLO(weights)
+        except Exception as error:  # ultralytics raises several types for a missing/bad file
+            raise RuntimeError(
+                f"detect.model: cannot load YOLO weights {weights!r} ({error}); download a segmentation "
+                "checkpoint (e.g. yolov8x-seg.pt) once and set detect.model to its path"
+            ) from error
+        if self.model.task != "segment":
+            raise ValueError(
+                f"detect.model {weights!r} is a {self.model.task!r} model; masks need a segmentation model (*-seg.pt)"
+            )
+        self.names: dict[int, str] = dict(self.model.names)
+
+    def _predict(self, images: Sequence[np.ndarray]):
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"detect: expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
+        return self.model.predict(
+            # ultralytics reads numpy arrays as BGR (OpenCV order); dualclip images are RGB.
+            [np.ascontiguousarray(image[:, :, ::-1]) for image in images],
+            conf=self.conf,
+            iou=float(self.config["iou"]),
+            imgsz=int(self.config["imgsz"]),
+            max_det=int(self.config["max_det"]),
+            batch=int(self.config["batch_size"]),
+            device=self.device,
+            half=self.half,
+            retina_masks=True,  # masks at the input image's resolution
+            verbose=False,
+        )
+
+    def instances(self, images: Sequence[np.ndarray]) -> list[list[Instance]]:
+        results = []
+        for start in range(0, len(images), int(self.config["batch_size"])):
+            results += self._predict(images[start:start + int(self.config["batch_size"])])
+        return [instances_from_result(result, self.conf) for result in results]
+
+    def detect(self, image: np.ndarray, components: list[Component], ground_truth: dict | None = None) -> list[ComponentDetection]:
+        return self.detect_batch([image], [components])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray], components_list: Sequence[list[Component]]) -> list[list[ComponentDetection]]:
+        if len(images) != len(components_list):
+            raise ValueError(f"detect_batch: {len(images)} images but {len(components_list)} component lists")
+        # Check every label before spending time on inference.
+        for components in components_list:
+            for component in components:
+                label_classes(component.label, self.names, self.class_map)
+        return [
+            component_detections(found, components, self.names, self.class_map, image.shape[:2])
+            for image, components, found in zip(images, components_list, self.instances(images))
+        ]

@@ -1,0 +1,314 @@
+"""COCO 2017: a seeded, shard-stable subset of images with captions and instance annotations.
+
+Selection. All image ids of a COCO split that have captions are put in a seeded order
+(sorted by a BLAKE2b hash of ``(seed, coco split, id)``: a permutation that depends on
+nothing else, not even the numpy version). Shard ``k`` of size ``S`` holds
+``order[k*S:(k+1)*S]``, cut at ``n_<split>`` when the dataset config sets it, so a shard
+holds the same images whatever ``n_images`` is (a grown dataset only appends; only a
+previously partial last shard gains slots). The workflow passes the dataset section
+without ``n_*`` keys, so every shard is written whole.
+
+Caption. ``captions: one`` (default) keeps one caption per image, chosen by a hash of
+``(seed, id)``; ``captions: all`` keeps all of them (usually five), the seeded one first.
+``caption`` is always the seeded one -- the caption the pipeline works on.
+
+Files per slot (``{slot}`` = position in the shard), JSON written last so its presence
+means the slot is complete:
+
+* ``{slot}.png`` -- the image as RGB PNG (``image_format: png``, the default, which the
+  other stages read), or ``{slot}.jpg``, a byte copy of the COCO JPEG
+  (``image_format: jpeg``; smaller, but stages expecting ``{slot}.png`` will not find it);
+* ``{slot}.json`` -- the ground-truth record::
+
+    {"image_id": "train-0000-003", "status": "ok" | "skipped", "reason": null | "why",
+     "dataset": "coco", "coco_split": "train2017", "coco_image_id": 139,
+     "file_name": "000000000139.jpg", "image_file": "3.png", "height": 426, "width": 640,
+     "caption": "...", "captions": ["...", ...], "caption_ids": [..],
+     "instances": [{"id": 42, "category_id": 18, "category": "dog", "iscrowd": 0,
+                    "bbox": [x, y, w, h], "area": 123.0, "segmentation": <COCO polygons or RLE>}]}
+
+  (``dualclip.detect.coco_oracle`` reads ``instances``). A slot whose image cannot be
+  had (missing or corrupt file, failed download, size not matching the annotations) is
+  a *recorded skip*: ``status: skipped`` with the reason, and a 1x1 placeholder image.
+
+Source. ``root`` is a local COCO folder: ``annotations/captions_<split>.json``,
+``annotations/instances_<split>.json`` and ``<split>/<file_name>``. With ``download:
+true``, ``prepare_coco`` fetches and safely extracts the annotation zip once (run it in a
+single job before the shards), and a shard job fetches each of its missing images
+(``dualclip.fetch``: resumable, atomic); the images are checked by decoding them and
+comparing their size with the annotations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from dualclip.io import _atomic_write, image_id, write_json, write_png
+
+DEFAULTS = {
+    "root": "data/coco",
+    "seed": 0,
+    "coco_splits": {"train": "train2017", "val": "val2017"},  # dualclip split -> COCO split
+    "captions": "one",  # or "all"
+    "image_format": "png",  # or "jpeg"
+    "download": False,
+    "annotations_url": "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
+    "annotations_sha256": None,  # pinned checksum; otherwise recorded on first download
+    "images_url": "http://images.cocodataset.org",  # + /<coco split>/<file_name>
+}
+
+
+def _config(dataset: dict) -> dict:
+    config = {**DEFAULTS, **dataset}
+    if config["captions"] not in ("one", "all"):
+        raise ValueError(f"dataset.captions must be 'one' or 'all', got {config['captions']!r}")
+    if config["image_format"] not in ("png", "jpeg"):
+        raise ValueError(f"dataset.image_format must be 'png' or 'jpeg', got {config['image_format']!r}")
+    return config
+
+
+def coco_split(config: dict, split: str) -> str:
+    splits = config["coco_splits"]
+    if split not in splits:
+        raise ValueError(f"dataset.coco_splits has no COCO split for the {split!r} split; add e.g. {split}: val2017")
+    return splits[split]
+
+
+def _hash(*parts) -> int:
+    digest = hashlib.blake2b("\x00".join(str(part) for part in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def seeded_order(ids: Sequence[int], seed: int, salt: str = "") -> list[int]:
+    """All ids in a seeded order that depends only on (seed, salt, id)."""
+    return sorted(ids, key=lambda value: (_hash(seed, salt, value), value))
+
+
+def shard_ids(order: Sequence[int], shard: int, shard_size: int, n_images: int | None = None) -> list[int]:
+    """Shard ``shard`` of the order: ``order[k*S:(k+1)*S]``, cut at ``n_images``."""
+    if shard < 0 or shard_size < 1:
+        raise ValueError(f"shard must be >= 0 and shard_size >= 1, got {shard}, {shard_size}")
+    end = (shard + 1) * shard_size
+    if n_images is not None:
+        if n_images > len(order):
+            raise ValueError(f"n_images = {n_images} but the COCO split has only {len(order)} images with captions")
+        end = min(end, n_images)
+    return list(order[shard * shard_size:end])
+
+
+def choose_captions(captions: list[dict], seed: int, coco_image_id: int, mode: str) -> list[dict]:
+    """The seeded caption first; with mode 'all' the others follow in annotation order."""
+    ordered = sorted(captions, key=lambda caption: caption["id"])
+    chosen = ordered[_hash(seed, "caption", coco_image_id) % len(ordered)]
+    if mode == "one":
+        return [chosen]
+    return [chosen] + [caption for caption in ordered if caption is not chosen]
+
+
+def clean_caption(text: str) -> str:
+    # COCO captions carry stray newlines and double spaces.
+    return " ".join(str(text).split())
+
+
+# --------------------------------------------------------------------------- annotations
+
+
+@dataclass
+class CocoIndex:
+    split: str
+    images: dict[int, dict]  # id -> image info (file_name, height, width, coco_url)
+    captions: dict[int, list[dict]]
+    instances: dict[int, list[dict]]
+    categories: dict[int, str]
+
+    @property
+    def order_ids(self) -> list[int]:
+        """Images eligible for selection: those with at least one caption."""
+        return sorted(image for image in self.images if self.captions.get(image))
+
+
+def annotation_paths(root: Path, split: str) -> tuple[Path, Path]:
+    return root / "annotations" / f"captions_{split}.json", root / "annotations" / f"instances_{split}.json"
+
+
+def _read(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it and download the annotations again") from None
+
+
+def load_index(root: str | Path, split: str) -> CocoIndex:
+    root = Path(root)
+    captions_path, instances_path = annotation_paths(root, split)
+    for path in (captions_path, instances_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"COCO annotations {path} not found; run the COCO prepare step (dataset.download: true) or unpack "
+                f"annotations_trainval2017.zip into {root}"
+            )
+    captions_data = _read(captions_path)
+    instances_data = _read(instances_path)
+    categories = {int(category["id"]): str(category["name"]) for category in instances_data.get("categories", [])}
+    images = {int(info["id"]): info for info in instances_data.get("images", [])}
+    caption_images = {int(info["id"]) for info in captions_data.get("images", [])}
+    # An image missing from either file cannot be used; both list all split images in COCO.
+    images = {image: info for image, info in images.items() if image in caption_images}
+    captions: dict[int, list[dict]] = {}
+    for annotation in captions_data.get("annotations", []):
+        captions.setdefault(int(annotation["image_id"]), []).append(
+            {"id": int(annotation["id"]), "caption": clean_caption(annotation["caption"])}
+        )
+    instances: dict[int, list[dict]] = {}
+    for annotation in instances_data.get("annotations", []):
+        category_id = int(annotation["category_id"])
+        if category_id not in categories:
+            raise ValueError(f"{instances_path}: annotation {annotation.get('id')} has unknown category_id {category_id}")
+        instances.setdefault(int(annotation["image_id"]), []).append(
+            {
+                "id": int(annotation["id"]),
+                "category_id": category_id,
+                "category": categories[category_id],
+                "iscrowd": int(annotation.get("iscrowd", 0)),
+                "bbox": annotation.get("bbox"),
+                "area": annotation.get("area"),
+                "segmentation": annotation["segmentation"],
+            }
+        )
+    for found in instances.values():
+        found.sort(key=lambda instance: instance["id"])
+    return CocoIndex(split, images, captions, instances, categories)
+
+
+def prepare_coco(dataset: dict) -> Path:
+    """Make sure the annotation files are in ``root`` (downloading them when allowed)."""
+    from dualclip import fetch
+
+    config = _config(dataset)
+    root = Path(config["root"])
+    needed = [path for split in config["coco_splits"].values() for path in annotation_paths(root, split)]
+    if all(path.is_file() for path in needed):
+        return root
+    if not config["download"]:
+        missing = [str(path) for path in needed if not path.is_file()]
+        raise FileNotFoundError(f"COCO annotations missing: {missing}; set dataset.download: true or unpack them into {root}")
+    archive = fetch.download(
+        config["annotations_url"], root / Path(config["annotations_url"]).name,
+        sha256=config["annotations_sha256"], lock_file=root / "checksums.json",
+    )
+    fetch.safe_extract(archive, root)
+    missing = [str(path) for path in needed if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{archive} did not contain {missing}; check dataset.annotations_url and dataset.coco_splits")
+    return root
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _image_source(config: dict, split: str, info: dict) -> tuple[Path | None, str | None]:
+    """(local path of the COCO image, or None and why it is not there)."""
+    path = Path(config["root"]) / split / info["file_name"]
+    if path.is_file():
+        return path, None
+    if not config["download"]:
+        return None, f"image file {path} missing (dataset.download is off)"
+    from dualclip import fetch
+
+    url = f"{str(config['images_url']).rstrip('/')}/{split}/{info['file_name']}"
+    try:
+        # No checksum exists per image; decoding and the size check below verify it.
+        return fetch.download(url, path, timeout=60.0, retries=3), None
+    except fetch.FetchError as error:
+        return None, f"download failed: {error}"
+
+
+def _load_image(path: Path, info: dict) -> tuple[np.ndarray | None, str | None]:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = np.asarray(image.convert("RGB"))
+    except (OSError, ValueError) as error:
+        return None, f"image file {path} cannot be decoded ({error}); delete it to fetch it again"
+    expected = (int(info["height"]), int(info["width"]))
+    if rgb.shape[:2] != expected:
+        return None, f"image {path} is {rgb.shape[0]}x{rgb.shape[1]} but annotated as {expected[0]}x{expected[1]}"
+    return rgb, None
+
+
+def image_record(config: dict, index: CocoIndex, coco_id: int, split: str, shard: int, slot: int) -> dict:
+    info = index.images[coco_id]
+    chosen = choose_captions(index.captions[coco_id], int(config["seed"]), coco_id, config["captions"])
+    return {
+        "image_id": image_id(split, shard, slot),
+        "status": "ok",
+        "reason": None,
+        "dataset": "coco",
+        "coco_split": index.split,
+        "coco_image_id": coco_id,
+        "file_name": info["file_name"],
+        "image_file": f"{slot}.{'jpg' if config['image_format'] == 'jpeg' else 'png'}",
+        "height": int(info["height"]),
+        "width": int(info["width"]),
+        "caption": chosen[0]["caption"],
+        "captions": [caption["caption"] for caption in chosen],
+        "caption_ids": [caption["id"] for caption in chosen],
+        "instances": index.instances.get(coco_id, []),
+    }
+
+
+def write_slot(config: dict, index: CocoIndex, coco_id: int, split: str, shard: int, slot: int, out_dir: Path) -> dict:
+    record = image_record(config, index, coco_id, split, shard, slot)
+    source, reason = _image_source(config, index.split, index.images[coco_id])
+    image = None
+    if source is not None:
+        image, reason = _load_image(source, index.images[coco_id])
+    target = out_dir / record["image_file"]
+    if image is None:
+        record.update(status="skipped", reason=reason)
+        # The other stages expect an image file per slot; they skip by the record's status.
+        write_png(out_dir / f"{slot}.png", np.zeros((1, 1, 3), dtype=np.uint8))
+        record["image_file"] = f"{slot}.png"
+    elif config["image_format"] == "jpeg":
+        data = source.read_bytes()
+        _atomic_write(target, lambda handle: handle.write(data))
+    else:
+        write_png(target, image)
+    write_json(out_dir / f"{slot}.json", record)
+    return record
+
+
+def write_coco_shards(dataset: dict, split: str, shards: Sequence[int], shard_size: int, out_dirs: Sequence[str | Path],
+                      index: CocoIndex | None = None) -> list[list[dict]]:
+    """Write several shards with one annotation load (the instances file is large)."""
+    config = _config(dataset)
+    if index is None:
+        index = load_index(config["root"], coco_split(config, split))
+    order = seeded_order(index.order_ids, int(config["seed"]), index.split)
+    n_images = config.get(f"n_{split}")
+    written = []
+    for shard, out_dir in zip(shards, out_dirs):
+        out_dir = Path(out_dir)
+        ids = shard_ids(order, int(shard), int(shard_size), None if n_images is None else int(n_images))
+        if n_images is None and len(ids) < int(shard_size):
+            # The workflow expects every slot of a shard; a short shard would fail later and less clearly.
+            raise ValueError(
+                f"COCO {index.split} has {len(order)} captioned images, too few for shard {shard} of size {shard_size}; "
+                f"lower dataset.n_{split} (at most {len(order)}) or the shard size"
+            )
+        written.append([write_slot(config, index, coco_id, split, int(shard), slot, out_dir) for slot, coco_id in enumerate(ids)])
+    return written
+
+
+def write_coco_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: str | Path,
+                     index: CocoIndex | None = None) -> list[dict]:
+    """Write one shard's slots (see the module docstring); returns the records."""
+    return write_coco_shards(dataset, split, [shard], shard_size, [out_dir], index=index)[0]

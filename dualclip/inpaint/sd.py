@@ -1,0 +1,162 @@
+"""Stable Diffusion inpainting backend (diffusers ``StableDiffusionInpaintPipeline``).
+
+All subset masks of one image go through one batched pipeline call (chunks of
+``batch_size``), each with its own ``torch.Generator`` seeded with that subset's seed,
+so a subset's result does not depend on which other subsets share its batch.
+
+The model works at a fixed square resolution (``resolution``, default: the UNet's
+sample size times the VAE scale factor, 512 for SD 1.5/2 inpainting). The image is
+scaled so its long side fits, padded by repeating its border pixels (padding is never
+masked, so the model keeps it), inpainted, cropped, scaled back -- and only the masked
+pixels are taken from the result: every pixel outside a mask is the input pixel, bit
+for bit, whatever the model and the resampling did there.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+DEFAULTS = {
+    "model": "models/stable-diffusion-inpainting",  # local diffusers folder (save_pretrained layout)
+    "prompt": "empty background, natural continuation of the surrounding scene, high quality photo",
+    "negative_prompt": "object, person, animal, text, watermark, frame, blurry, distorted, artifacts",
+    "steps": 30,
+    "guidance": 7.5,
+    "strength": 1.0,
+    "resolution": None,  # None: the model's own (unet sample_size * vae scale factor)
+    "batch_size": 16,  # subsets per pipeline call; 2^4-1 = 15 fit one call
+    "dtype": "auto",  # float16 on CUDA, float32 on CPU
+    "scheduler": None,  # e.g. DPMSolverMultistepScheduler to replace the model's scheduler
+    "safety_checker": False,  # True keeps the model's checker; flagged outputs then come back black
+}
+
+
+class StableDiffusionInpainter:
+    name = "sd"
+
+    def __init__(self, config: dict):
+        import torch
+        from diffusers import StableDiffusionInpaintPipeline
+
+        from dualclip.llm import resolve_device, resolve_path
+
+        self.config = {**DEFAULTS, **config}
+        self.device = resolve_device(self.config.get("device", "auto"))
+        dtype = self.config["dtype"]
+        if dtype in (None, "", "auto"):
+            # bf16/fp16 halve memory on a GPU; CPU kernels for fp16 are slow or missing.
+            self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        else:
+            self.dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+        model = str(self.config["model"])
+        source = str(resolve_path(model)) if resolve_path(model).exists() else model
+        extra = {} if self.config["safety_checker"] else {"safety_checker": None, "requires_safety_checker": False}
+        try:
+            self.pipe = StableDiffusionInpaintPipeline.from_pretrained(source, dtype=self.dtype, **extra)
+        except (OSError, ValueError) as error:
+            raise OSError(
+                f"inpaint.model: cannot load the inpainting pipeline {model!r} ({error}); download it once "
+                "(e.g. `hf download stable-diffusion-v1-5/stable-diffusion-inpainting --local-dir "
+                "models/stable-diffusion-inpainting`) and set inpaint.model to that folder"
+            ) from error
+        if len(self.pipe.tokenizer) < 100:
+            # An offline from_pretrained without tokenizer files silently builds a 2-token tokenizer.
+            raise ValueError(
+                f"inpaint.model {model!r}: its tokenizer has {len(self.pipe.tokenizer)} tokens, so tokenizer/vocab.json "
+                "and merges.txt were not found; re-download the model folder"
+            )
+        if self.pipe.unet.config.in_channels != 9:
+            raise ValueError(
+                f"inpaint.model {model!r} has a {self.pipe.unet.config.in_channels}-channel UNet; use an inpainting "
+                "checkpoint (9 input channels: latents, mask, masked-image latents)"
+            )
+        if self.config["scheduler"]:
+            import diffusers
+
+            scheduler_class = getattr(diffusers, self.config["scheduler"], None)
+            if scheduler_class is None:
+                raise ValueError(f"inpaint.scheduler {self.config['scheduler']!r} is not a diffusers scheduler class")
+            self.pipe.scheduler = scheduler_class.from_config(self.pipe.scheduler.config)
+        self.pipe.to(self.device)
+        self.pipe.set_progress_bar_config(disable=True)
+        native = int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
+        self.resolution = int(self.config["resolution"] or native)
+        if self.resolution % 8:
+            raise ValueError(f"inpaint.resolution must be a multiple of 8, got {self.resolution}")
+        self.batch_size = max(1, int(self.config["batch_size"]))
+        self.last_nsfw: list[bool] = []
+        self._torch = torch
+
+    # ------------------------------------------------------------------ geometry
+    def _fit(self, height: int, width: int) -> tuple[int, int]:
+        scale = self.resolution / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    def to_model(self, image: np.ndarray, masks: Sequence[np.ndarray]):
+        """Image and masks scaled (long side = resolution) and padded to resolution^2."""
+        from PIL import Image
+
+        height, width = image.shape[:2]
+        new_h, new_w = self._fit(height, width)
+        pad = ((0, self.resolution - new_h), (0, self.resolution - new_w))
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if new_h < height else cv2.INTER_CUBIC)
+        padded = np.pad(resized, pad + ((0, 0),), mode="edge")
+        model_masks = []
+        for mask in masks:
+            # Area-averaged then "> 0": a pixel partly covering the object is masked, so
+            # scaling never uncovers an object's edge.
+            small = cv2.resize(mask.astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_AREA) > 0
+            model_masks.append(Image.fromarray(np.pad(small, pad, constant_values=False).astype(np.uint8) * 255))
+        return Image.fromarray(padded), model_masks, (new_h, new_w)
+
+    def from_model(self, generated: np.ndarray, size: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+        new_h, new_w = size
+        crop = np.clip(generated[:new_h, :new_w] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return cv2.resize(crop, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+
+    # ------------------------------------------------------------------ inpainting
+    def inpaint(self, image: np.ndarray, masks: list[np.ndarray], seeds: list[int]) -> list[np.ndarray]:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"inpaint: expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
+        if len(masks) != len(seeds):
+            raise ValueError(f"inpaint: {len(masks)} masks but {len(seeds)} seeds; give one seed per subset")
+        for number, mask in enumerate(masks):
+            if mask.shape != image.shape[:2]:
+                raise ValueError(f"inpaint: mask {number} is {mask.shape}, image is {image.shape[:2]}")
+        masks = [mask.astype(bool) for mask in masks]
+        outputs = [image.copy() for _ in masks]
+        self.last_nsfw = [False] * len(masks)
+        # An empty mask changes nothing; no need to spend a diffusion run on it.
+        work = [index for index, mask in enumerate(masks) if mask.any()]
+        if not work:
+            return outputs
+        model_image, model_masks, size = self.to_model(image, [masks[index] for index in work])
+        torch = self._torch
+        for start in range(0, len(work), self.batch_size):
+            chunk = list(range(start, min(start + self.batch_size, len(work))))
+            # CPU generators give the same noise on any device (diffusers' advice for reproducibility).
+            generators = [torch.Generator("cpu").manual_seed(int(seeds[work[position]])) for position in chunk]
+            result = self.pipe(
+                prompt=[self.config["prompt"]] * len(chunk),
+                negative_prompt=[self.config["negative_prompt"]] * len(chunk),
+                image=[model_image] * len(chunk),
+                mask_image=[model_masks[position] for position in chunk],
+                height=self.resolution,
+                width=self.resolution,
+                num_inference_steps=int(self.config["steps"]),
+                guidance_scale=float(self.config["guidance"]),
+                strength=float(self.config["strength"]),
+                generator=generators,
+                output_type="np",
+            )
+            nsfw = getattr(result, "nsfw_content_detected", None) or [False] * len(chunk)
+            for position, generated, flagged in zip(chunk, result.images, nsfw):
+                index = work[position]
+                restored = self.from_model(generated, size, image.shape[:2])
+                # Only the masked pixels come from the model.
+                outputs[index] = np.where(masks[index][:, :, None], restored, image)
+                self.last_nsfw[index] = bool(flagged)
+        return outputs
