@@ -17,8 +17,10 @@ include: "rules/parse.smk"
 include: "rules/detect.smk"
 include: "rules/inpaint.smk"
 include: "rules/rewrite.smk"
+include: "rules/filter.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
+include: "rules/benchmarks.smk"
 include: "rules/report.smk"
 
 

@@ -29,3 +29,26 @@ def shard_of(snakemake) -> tuple[str, int]:
 
 def with_device(section: dict, device: str) -> dict:
     return {**section, "device": section.get("device", device)}
+
+
+def finish_shard(snakemake) -> None:
+    """Write the shard's manifest last: downstream whole-dataset rules depend on it
+    instead of on every per-image file (which keeps the DAG small at paper scale)."""
+    from pathlib import Path
+
+    from dualclip.io import code_version, write_json
+
+    manifest = Path(str(snakemake.output.manifest))
+    files = [str(Path(str(path)).relative_to(manifest.parent)) for key, paths in snakemake.output.items()
+             if key != "manifest" for path in ([paths] if isinstance(paths, str) else paths)]
+    write_json(manifest, {"rule": snakemake.rule, "wildcards": dict(snakemake.wildcards.items()),
+                          "n_files": len(files), "files": files, "code_version": code_version()})
+
+
+def per_image_files(manifests: list[str], n_images: int, shard_size: int, pattern: str) -> list[str]:
+    """Per-image paths of the first ``n_images`` from the shards' manifest paths,
+    e.g. pattern "{slot}.json" or "{slot}/duals.json"."""
+    from pathlib import Path
+
+    return [str(Path(manifests[index // shard_size]).parent / pattern.format(slot=index % shard_size))
+            for index in range(int(n_images))]

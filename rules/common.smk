@@ -31,9 +31,15 @@ def shard_outputs(stage, pattern):
     return expand(RESULTS + "/" + stage + "/{{split}}/{{shard}}/" + pattern, slot=SLOTS)
 
 
-def images_of(n):
-    """(shard, slot) of the first n images of the train split."""
-    return [(index // SHARD_SIZE, index % SHARD_SIZE) for index in range(int(n))]
+def download_prerequisites(wildcards):
+    if config["dataset"]["name"] == "coco":
+        return [f"{RESULTS}/data/coco_prepared.json"]
+    return []
+
+
+def synthetic_suites():
+    """The synthetic benchmark suites need the synthetic world's ground truth."""
+    return config["dataset"]["name"] == "shapes"
 
 
 def uses_duals(method):
@@ -41,21 +47,22 @@ def uses_duals(method):
 
 
 def uses_parse(method):
-    return method != "baseline"
+    return method in ("negclip", "ours+negclip")  # NegCLIP's swap negatives live in the parse records
+
+
+def manifests(stage, split, n_images):
+    """The shard manifests covering the first n_images of a split."""
+    return [f"{RESULTS}/{stage}/{split}/{shard}/manifest.json" for shard in range(n_shards(n_images))]
 
 
 def train_inputs(wildcards):
-    files = {"images": [], "truth": [], "parse": [], "rewrite": [], "duals": []}
-    for shard, slot in images_of(wildcards.n):
-        files["images"].append(f"{RESULTS}/data/train/{shard}/{slot}.png")
-        files["truth"].append(f"{RESULTS}/data/train/{shard}/{slot}.json")
-        if uses_parse(wildcards.method):
-            files["parse"].append(f"{RESULTS}/parse/train/{shard}/{slot}.json")
-        if uses_duals(wildcards.method):
-            files["rewrite"].append(f"{RESULTS}/rewrite/train/{shard}/{slot}.json")
-            files["duals"].append(f"{RESULTS}/inpaint/train/{shard}/{slot}/duals.json")
-    n_val = config["dataset"]["n_val"]
-    files["val"] = [f"{RESULTS}/data/val/{s}/{slot}.json" for s, slot in images_of(n_val)]
+    """Shard manifests (not per-image files) of every stage the method reads."""
+    n, method = int(wildcards.n), wildcards.method
+    files = {"data": manifests("data", "train", n), "val": manifests("data", "val", config["dataset"]["n_val"])}
+    files["parse"] = manifests("parse", "train", n) if uses_parse(method) else []
+    files["rewrite"] = manifests("rewrite", "train", n) if uses_duals(method) else []
+    files["inpaint"] = manifests("inpaint", "train", n) if uses_duals(method) else []
+    files["filter"] = manifests("filter", "train", n) if uses_duals(method) and config["filter"]["enabled"] else []
     return files
 
 
@@ -65,6 +72,8 @@ def training_runs():
     train = config["train"]
     n_train = config["dataset"]["n_train"]
     runs = [(method, n_train, seed) for method in train["methods"] for seed in train["seeds"]]
+    if train.get("zeroshot", False):
+        runs.append(("zeroshot", n_train, train["seeds"][0]))  # the untrained starting model
     runs += [("baseline", size, seed) for size in train["data_sizes"] for seed in train["seeds"] if size != n_train]
     return runs
 
@@ -74,6 +83,8 @@ def run_dir(stage, method, n, seed):
 
 
 def eval_outputs():
+    if not synthetic_suites():
+        return []
     return [f"{run_dir('eval', m, n, s)}/synthetic.csv" for m, n, s in training_runs()]
 
 

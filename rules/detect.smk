@@ -7,6 +7,7 @@ rule detect:
     output:
         records=shard_outputs("detect", "{slot}.json"),
         masks=shard_outputs("detect", "{slot}.masks.png"),
+        manifest=f"{RESULTS}/detect/{{split}}/{{shard}}/manifest.json",
     params:
         detect=config["detect"],
         device=config["device"],

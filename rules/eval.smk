@@ -1,12 +1,12 @@
 rule build_suites:
     """The synthetic benchmark suites on the held-out test split (items + clean renders)."""
     input:
-        images=lambda w: [f"{RESULTS}/data/test/{s}/{slot}.png" for s, slot in images_of(config["dataset"]["n_test"])],
-        truth=lambda w: [f"{RESULTS}/data/test/{s}/{slot}.json" for s, slot in images_of(config["dataset"]["n_test"])],
+        manifests("data", "test", config["dataset"]["n_test"]),
     output:
         f"{RESULTS}/eval/suites.json",
     params:
         dataset=config["dataset"],
+        shard_size=SHARD_SIZE,
         inpaint=config["inpaint"],
         eval=config["eval"],
     log:

@@ -5,7 +5,8 @@ rule inpaint:
         detect=lambda w: slot_files("detect", w.split, w.shard, "{slot}.json"),
         masks=lambda w: slot_files("detect", w.split, w.shard, "{slot}.masks.png"),
     output:
-        shard_outputs("inpaint", "{slot}/duals.json"),
+        records=shard_outputs("inpaint", "{slot}/duals.json"),
+        manifest=f"{RESULTS}/inpaint/{{split}}/{{shard}}/manifest.json",
     params:
         inpaint=config["inpaint"],
         seed=config["dataset"]["seed"],

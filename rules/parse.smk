@@ -3,7 +3,8 @@ rule parse:
     input:
         truth=lambda w: slot_files("data", w.split, w.shard, "{slot}.json"),
     output:
-        shard_outputs("parse", "{slot}.json"),
+        records=shard_outputs("parse", "{slot}.json"),
+        manifest=f"{RESULTS}/parse/{{split}}/{{shard}}/manifest.json",
     params:
         parse=config["parse"],
     log:

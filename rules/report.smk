@@ -1,15 +1,11 @@
 rule report:
     """The ablation report: results table, a bar chart per suite, training curves, dual gallery."""
     input:
-        scores=eval_outputs(),
+        scores=eval_outputs() + benchmark_eval_outputs(),
         summaries=train_summaries(),
         train_logs=train_logs(),
-        suites=f"{RESULTS}/eval/suites.json",
-        gallery=lambda w: [
-            f"{RESULTS}/{stage}/train/0/{slot}{suffix}"
-            for slot in range(min(SHARD_SIZE, 40))
-            for stage, suffix in (("rewrite", ".json"), ("inpaint", "/duals.json"))
-        ],
+        suites=lambda w: [f"{RESULTS}/eval/suites.json"] if synthetic_suites() else [],
+        gallery=[f"{RESULTS}/{stage}/train/0/manifest.json" for stage in ("data", "rewrite", "inpaint")],
     output:
         html=report(f"{RESULTS}/report/report.html", caption="../report/report.rst", category="Report"),
         table=report(f"{RESULTS}/report/scores.csv", caption="../report/scores.rst", category="Results"),

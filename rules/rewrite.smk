@@ -4,7 +4,8 @@ rule rewrite:
         parse=lambda w: slot_files("parse", w.split, w.shard, "{slot}.json"),
         detect=lambda w: slot_files("detect", w.split, w.shard, "{slot}.json"),
     output:
-        shard_outputs("rewrite", "{slot}.json"),
+        records=shard_outputs("rewrite", "{slot}.json"),
+        manifest=f"{RESULTS}/rewrite/{{split}}/{{shard}}/manifest.json",
     params:
         rewrite=config["rewrite"],
         device=config["device"],

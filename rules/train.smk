@@ -10,12 +10,13 @@ rule train:
         model=config["model"],
         train={k: v for k, v in config["train"].items() if k not in ("methods", "seeds", "data_sizes")},
         device=config["device"],
-        results=RESULTS,
+        n_val=config["dataset"]["n_val"],
+        shard_size=SHARD_SIZE,
     log:
         f"{RESULTS}/logs/train/{{method}}/n{{n}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{method}}/n{{n}}/seed{{seed}}.tsv"
-    threads: workflow.cores
+    threads: 8  # capped at --cores by Snakemake
     resources:
         mem_mb=8000,
         runtime=240,

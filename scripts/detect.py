@@ -2,7 +2,7 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the dualclip package beside the workflow (conda envs)
 from dualclip.detect import run_shard
-from dualclip.workflow import start, with_device
+from dualclip.workflow import finish_shard, start, with_device
 
 start(snakemake)
 run_shard(
@@ -12,3 +12,4 @@ run_shard(
     list(snakemake.input.parse),
     list(snakemake.output.records),
 )
+finish_shard(snakemake)

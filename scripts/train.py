@@ -12,5 +12,8 @@ run(
     method=snakemake.wildcards.method,
     seed=int(snakemake.wildcards.seed),
     inputs=snakemake.input,
+    n_images=int(snakemake.wildcards.n),
+    n_val=snakemake.params.n_val,
+    shard_size=snakemake.params.shard_size,
     out_dir=snakemake.output.model.rsplit("/", 1)[0],
 )

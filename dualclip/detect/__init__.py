@@ -47,7 +47,11 @@ def get_detector(config: dict) -> Detector:
         from dualclip.detect.yolo import YoloDetector
 
         return YoloDetector(config)
-    raise ValueError(f"detect.backend: unknown backend {backend!r}; use 'oracle' or 'yolo'")
+    if backend == "coco_oracle":
+        from dualclip.detect.coco_oracle import CocoOracleDetector
+
+        return CocoOracleDetector(config)
+    raise ValueError(f"detect.backend: unknown backend {backend!r}; use 'oracle', 'coco_oracle' or 'yolo'")
 
 
 def run_shard(config: dict, image_files: list[str], ground_truth_files: list[str], parse_files: list[str], out_files: list[str]) -> None:

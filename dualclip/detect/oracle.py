@@ -11,7 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from dualclip.detect import ComponentDetection
+from dualclip.download.shapes import COLOURS, SIZES
 from dualclip.parse import Component
+
+MODELLED_ATTRIBUTES = set(COLOURS) | set(SIZES)
 
 
 class OracleDetector:
@@ -31,10 +34,10 @@ class OracleDetector:
         detections = []
         for component in components:
             same_class = [obj for obj in objects if obj["shape"] == component.label]
-            wanted = {word.lower() for word in component.attributes}
-            matching = [obj for obj in same_class if wanted <= {obj["colour"], obj["size"]}]
-            # attributes the world does not model (e.g. "shiny") must not hide the object
-            chosen = matching or same_class
+            # attributes the world does not model (e.g. "shiny") must not hide the object;
+            # a modelled one that matches nothing ("a yellow circle") finds nothing
+            wanted = {word.lower() for word in component.attributes} & MODELLED_ATTRIBUTES
+            chosen = [obj for obj in same_class if wanted <= {obj["colour"], obj["size"]}]
             mask = np.isin(labels, [obj["id"] + 1 for obj in chosen])
             detections.append(
                 ComponentDetection(

@@ -76,17 +76,19 @@ def sample_scene(world: WorldConfig, split: str, index: int) -> dict:
     # Objects sit in distinct cells of a 2x2 grid with jitter: no occlusion, and the
     # spatial relations between any two objects are unambiguous.
     cells = rng.permutation(4)[:n_objects]
-    triplet = split != "train" and n_objects >= 3 and rng.random() < world.test_triplet_rate
+    # held-out compositions exist only in the test split (val is logged during training)
+    held_out_split = split == "test"
+    triplet = held_out_split and n_objects >= 3 and rng.random() < world.test_triplet_rate
     triplet_shape = SHAPES[int(rng.integers(len(SHAPES)))] if triplet else None
     objects = []
     for position, cell in enumerate(cells):
         for _ in range(100):
             shape = triplet_shape if triplet and position < 3 else SHAPES[int(rng.integers(len(SHAPES)))]
             colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
-            if split == "train" and (colour, shape) in heldout:
+            if not held_out_split and (colour, shape) in heldout:
                 continue
             same = sum(obj["shape"] == shape for obj in objects)
-            if split == "train" and same >= world.max_same_shape_train:
+            if not held_out_split and same >= world.max_same_shape_train:
                 continue
             if not triplet and same >= world.max_same_shape_train:
                 continue
@@ -186,6 +188,9 @@ def shape_polygon(shape: str, bbox: list[int], angle: float) -> np.ndarray | Non
         points = [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a)]
     else:
         raise ValueError(f"unknown shape {shape!r}")
+    points = np.array(points, dtype=float)
+    # every vertex inside the unit circle: any rotation then stays inside the recorded bbox
+    points /= max(1.0, float(np.linalg.norm(points, axis=1).max()))
     theta = np.deg2rad(angle)
     rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     points = np.array(points) @ rotation.T * r + np.array([cx, cy])

@@ -79,7 +79,13 @@ def run_shard(config: dict, ground_truth_files: list[str], out_files: list[str])
 
     records = [read_json(path) for path in ground_truth_files]
     parser = get_parser(config)
-    results = parser.parse([record["caption"] for record in records])
+    usable = [i for i, record in enumerate(records) if record.get("status") != "skipped"]
+    parsed = iter(parser.parse([records[i]["caption"] for i in usable]))
+    results = [
+        next(parsed) if record.get("status") != "skipped"
+        else ParseResult(record.get("caption", ""), [], status="skipped", reason=f"image skipped at download: {record.get('reason')}", backend=parser.name)
+        for record in records
+    ]
     negatives = [[] for _ in records]
     if config.get("hard_negatives", True):
         from dualclip.negatives import SwapNegativeGenerator

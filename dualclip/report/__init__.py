@@ -96,7 +96,8 @@ def png_tag(data: bytes, width: int | None = None, title: str = "") -> str:
 def gallery(results: Path, size: int) -> str:
     """Training images with the most duals: the original and every dual with its text."""
     candidates = []
-    for rewrite_file in sorted((results / "rewrite" / "train" / "0").glob("*.json"), key=lambda p: int(p.stem)):
+    slot_files = [p for p in (results / "rewrite" / "train" / "0").glob("*.json") if p.stem.isdigit()]
+    for rewrite_file in sorted(slot_files, key=lambda p: int(p.stem)):
         record = read_json(rewrite_file)
         candidates.append((len(record["duals"]), int(rewrite_file.stem), record))
     candidates.sort(key=lambda c: (-c[0], c[1]))
@@ -141,8 +142,10 @@ def write_report(config: dict, score_files: list[str], summary_files: list[str],
     outputs_dict = dict(outputs.items())
     Path(outputs_dict["figure"]).write_bytes(figure)
     Path(outputs_dict["curves"]).write_bytes(curves)
-    suites = read_json(results / "eval" / "suites.json")
-    counts = ", ".join(f"{suite}: {count}" for suite, count in sorted(suites["counts"].items()))
+    suites_file = results / "eval" / "suites.json"
+    counts = "none (no synthetic suites for this dataset)"
+    if suites_file.exists():
+        counts = ", ".join(f"{suite}: {count}" for suite, count in sorted(read_json(suites_file)["counts"].items()))
     train = config["train"]
     compute = (f"equal compute: every run gets {train['budget_images']:,} image forward passes "
                f"({train['budget_images'] // train['batch_images']} steps of {train['batch_images']} images)"

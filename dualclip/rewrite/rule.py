@@ -16,6 +16,7 @@ from dualclip.parse import Component
 
 DEFAULT_RELATIONS = ["to the left of", "to the right of", "on the left of", "on the right of", "above", "below",
                      "next to", "beside", "behind", "in front of", "on top of", "under", "on", "near"]
+PLURAL_NUMERALS = {"two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "several", "many", "some"}
 LIST_CONNECTORS = [", and", ",", "and", "with", "along with"]
 
 
@@ -106,9 +107,13 @@ class RuleRewriter:
         match = re.search(r"\b(there )(is|are)(\s+)$", prefix, re.I)
         if not match:
             return prefix
-        first = next(index for (text, index), kept in zip(items, keep) if kept)
+        first_text, first = next((text, index) for (text, index), kept in zip(items, keep) if kept)
         by_index = {component.index: component for component in components}
-        plural = by_index[first].plural if first is not None else False
+        if first is not None:
+            plural = by_index[first].plural
+        else:  # not a parsed component: a leading numeral above one marks a plural phrase
+            words = first_text.lower().split()
+            plural = bool(words) and (words[0] in PLURAL_NUMERALS or (words[0].isdigit() and int(words[0]) > 1))
         verb = "are" if plural else "is"
         return prefix[: match.start(2)] + verb + match.group(3)
 

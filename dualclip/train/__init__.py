@@ -7,46 +7,71 @@ from pathlib import Path
 from dualclip.io import read_json
 
 
-def assemble_records(images, truth, parse=(), rewrite=(), duals=()) -> list[dict]:
-    """Per-sample training records from the per-image files of every stage."""
+def assemble_records(images, truth, parse=(), rewrite=(), duals=(), filters=()) -> list[dict]:
+    """Per-sample training records from the per-image files of every stage.
+
+    An image that the download stage skipped (``status: skipped``, e.g. a corrupt COCO
+    file) is left out here, and counted in the log: its placeholder must not train.
+    """
     parse = list(parse) or [None] * len(images)
     rewrite = list(rewrite) or [None] * len(images)
     duals = list(duals) or [None] * len(images)
-    records = []
-    for image, truth_file, parse_file, rewrite_file, duals_file in zip(images, truth, parse, rewrite, duals):
-        record = {"image": str(image), "caption": read_json(truth_file)["caption"], "negatives": [], "duals": []}
+    filters = list(filters) or [None] * len(images)
+    records, skipped = [], []
+    for image, truth_file, parse_file, rewrite_file, duals_file, filter_file in zip(images, truth, parse, rewrite, duals, filters):
+        ground_truth = read_json(truth_file)
+        if ground_truth.get("status") == "skipped":
+            skipped.append(f"{ground_truth.get('image_id')}: {ground_truth.get('reason')}")
+            continue
+        record = {"image": str(image), "caption": ground_truth["caption"], "negatives": [], "duals": []}
         if parse_file:
             record["negatives"] = [n["text"] for n in read_json(parse_file).get("hard_negatives", [])]
         if rewrite_file and duals_file:
             texts = {tuple(d["subset"]): d for d in read_json(rewrite_file)["duals"]}
             inpainted = read_json(duals_file)
+            accepted = {}
+            if filter_file:
+                accepted = {d["file"]: d["accepted"] for d in read_json(filter_file).get("decisions", [])}
             for dual in inpainted["duals"]:
                 text = texts.get(tuple(dual["subset"]))
                 if text is None:
                     raise ValueError(f"{rewrite_file}: no dual text for subset {dual['subset']} of {duals_file}; rerun the rewrite stage")
                 record["duals"].append({
                     "file": str(Path(duals_file).parent / dual["file"]), "text": text["text"],
-                    "check_ok": text["check_ok"], "accepted": dual.get("accepted", True),
+                    "check_ok": text["check_ok"], "accepted": accepted.get(dual["file"], True),
                 })
         records.append(record)
+    if skipped:
+        print(f"{len(skipped)} images skipped at download are not trained on: " + "; ".join(skipped[:20]))
     return records
 
 
-def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, out_dir: str) -> dict:
+def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, out_dir: str,
+        n_images: int, n_val: int, shard_size: int) -> dict:
+    """Train one run from the stages' shard manifests (``inputs.data``, ``.parse``, ...)."""
     from dualclip.train.batches import METHODS, build_train_data
     from dualclip.train.models import create_model
     from dualclip.train.trainer import load_images, train as train_loop
 
-    if method not in METHODS:
+    if method not in METHODS and method != "zeroshot":
         raise ValueError(f"train.methods: unknown method {method!r}; use one of {METHODS}")
-    records = assemble_records(inputs.images, inputs.truth, inputs.parse, inputs.rewrite, inputs.duals)
+    from dualclip.workflow import per_image_files
+
+    def files(manifests, pattern, n=n_images):
+        return per_image_files(list(manifests), n, shard_size, pattern) if manifests else []
+
+    records = assemble_records(
+        files(inputs.data, "{slot}.png"), files(inputs.data, "{slot}.json"), files(inputs.parse, "{slot}.json"),
+        files(inputs.rewrite, "{slot}.json"), files(inputs.inpaint, "{slot}/duals.json"), files(inputs.filter, "{slot}.json"),
+    )
     data = build_train_data(records, use_failed_rewrites=train.get("use_failed_rewrites", False))
     print(f"{method}: {len(data.samples)} samples, {data.n_duals} dual pairs used, {data.n_duals_rejected} left out {data.rejected_reasons}")
     config = {"model": model, "train": train, "device": device}
     val = None
-    if inputs.val:
+    if n_val:
         _, preprocess, tokenizer = create_model(model["name"], None)
-        val_records = [read_json(path) for path in inputs.val]
-        val_images = load_images([str(Path(path).with_suffix(".png")) for path in inputs.val], preprocess)
+        val_files = files(inputs.val, "{slot}.json", n_val)
+        val_records = [read_json(path) for path in val_files]
+        val_images = load_images([str(Path(path).with_suffix(".png")) for path in val_files], preprocess)
         val = (val_images, [record["caption"] for record in val_records])
     return train_loop(config, method, seed, data, out_dir, val=val)

@@ -90,6 +90,8 @@ def make_optimizer(model, train_config: dict):
 
 def count_steps(method: str, data: TrainData, train_config: dict, seed: int, neighbours) -> tuple[int, int]:
     """(total steps, steps per epoch of this method)."""
+    if method == "zeroshot":
+        return 0, 1  # the starting model, evaluated as it is
     batch_images = int(train_config["batch_images"])
     per_epoch = len(plan_epoch(method, data, batch_images, np.random.default_rng([seed, 0]), neighbours))
     if train_config["compute"] == "equal_compute":
@@ -208,7 +210,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
         texts_seen += len(batch.texts)
         log_rows.append({
             "step": step + 1, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
-            **{key: round(float(value), 6) for key, value in losses.items()},
+            **{key: round(float(value.detach()), 6) for key, value in losses.items()},
             "logit_scale": round(float(model.logit_scale.exp()), 4), "images_seen": images_seen,
             "batch_images": len(batch.images), "batch_texts": len(batch.texts), "batch_originals": batch.n_originals,
         })
@@ -220,7 +222,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
         log_rows.append({"step": total_steps, "epoch": last_epoch, **validate(model, tokenizer, val, device)})
     summary = {
         "method": method, "seed": seed, "steps": total_steps, "steps_per_epoch": steps_per_epoch,
-        "epochs": round(total_steps / steps_per_epoch, 3), "images_seen": images_seen, "texts_seen": texts_seen,
+        "epochs": round(total_steps / max(1, steps_per_epoch), 3), "images_seen": images_seen, "texts_seen": texts_seen,
         "n_samples": len(data.samples), "n_duals_used": data.n_duals, "n_duals_rejected": data.n_duals_rejected,
         "duals_rejected_by_reason": data.rejected_reasons, "train_seconds_this_process": round(time.time() - started, 1),
         "device": str(device), "code_version": code_version(),

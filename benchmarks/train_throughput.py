@@ -1,0 +1,103 @@
+"""Training throughput of every method on the embedded default's data.
+
+Measures seconds per step and images per second over a fixed number of steps (after
+warm-up steps that are not timed) for each method, and the ratio of each to baseline;
+appends a Markdown table with the machine description to benchmarks/RESULTS.md.
+
+Needs the per-image files of a finished run of the embedded default (``make demo``):
+
+    .venv/bin/python benchmarks/train_throughput.py --results results --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from dualclip.io import code_version
+from dualclip.train import assemble_records
+from dualclip.train.batches import METHODS, build_train_data
+from dualclip.train.loss import DualContrastiveLoss
+from dualclip.train.models import create_model
+from dualclip.train.trainer import compute_neighbours, iterate_plan, load_images, make_optimizer, training_step
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def records_from(results: Path, n: int, shard_size: int) -> list[dict]:
+    slots = [(i // shard_size, i % shard_size) for i in range(n)]
+    return assemble_records(
+        [results / f"data/train/{s}/{k}.png" for s, k in slots],
+        [results / f"data/train/{s}/{k}.json" for s, k in slots],
+        [results / f"parse/train/{s}/{k}.json" for s, k in slots],
+        [results / f"rewrite/train/{s}/{k}.json" for s, k in slots],
+        [results / f"inpaint/train/{s}/{k}/duals.json" for s, k in slots],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--methods", nargs="*", default=METHODS)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = yaml.safe_load(Path(args.config).read_text())
+    data = build_train_data(records_from(Path(args.results), config["dataset"]["n_train"], config["shard_size"]))
+    model, preprocess, tokenizer = create_model(config["model"]["name"], config["model"].get("pretrained"))
+    images = load_images(data.image_files, preprocess)
+    neighbours = compute_neighbours(data, images, config["train"]["negclip"], model)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    rows = []
+    for method in args.methods:
+        model.load_state_dict(initial)
+        model.train()
+        optimizer = make_optimizer(model, config["train"])
+        plan = iterate_plan(method, data, config["train"]["batch_images"], 0, neighbours, 0)
+        n_images = n_texts = 0
+        for step, _, batch in plan:
+            if step == args.warmup:
+                started = time.perf_counter()
+            if step >= args.warmup + args.steps:
+                break
+            losses = training_step(model, DualContrastiveLoss(), tokenizer, images, batch, torch.device("cpu"), contextlib.nullcontext)
+            optimizer.zero_grad()
+            losses["loss"].backward()
+            optimizer.step()
+            if step >= args.warmup:
+                n_images += len(batch.images)
+                n_texts += len(batch.texts)
+        seconds = time.perf_counter() - started
+        rows.append({"method": method, "s/step": seconds / args.steps, "images/s": n_images / seconds,
+                     "texts/step": n_texts / args.steps, "images/step": n_images / args.steps})
+        print(rows[-1], flush=True)
+    base = next(r for r in rows if r["method"] == "baseline") if any(r["method"] == "baseline" for r in rows) else rows[0]
+    lines = [
+        f"\n## {time.strftime('%Y-%m-%d')} — train throughput, {config['model']['name']}, batch {config['train']['batch_images']} images",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} threads, CPU; code {code_version()}; {args.steps} timed steps after {args.warmup} warm-up steps.\n",
+        "| method | s/step | images/s | images/step | texts/step | time per step vs baseline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['s/step']:.3f} | {r['images/s']:.0f} | {r['images/step']:.0f} | "
+                     f"{r['texts/step']:.0f} | {r['s/step'] / base['s/step']:.2f}× |")
+    with open(args.out, "a") as handle:
+        handle.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

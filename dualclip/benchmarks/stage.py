@@ -1,0 +1,543 @@
+"""The real-benchmark stage of the workflow: prepare annotations/images, then evaluate a run.
+
+Two functions back the rules of ``rules/benchmarks.smk`` (the scripts stay thin):
+
+* :func:`prepare` (rule ``download_benchmark``) puts one benchmark's annotation files
+  under ``<out_dir>/annotations/`` and writes ``<out_dir>/ready.json``. With
+  ``annotations: <local folder or file>`` in the benchmark's config section nothing is
+  downloaded: the files are checked (SHA-256 against the pinned checksums of
+  ``data/sha256.json`` where known) and copied. Otherwise they are fetched from the
+  official URLs (``data/sources.json``) with :func:`dualclip.fetch.download`: pinned
+  checksum where known, else the checksum is recorded in ``<out_dir>/sha256.lock.json``
+  on the first download and verified on every later one. ``ready.json`` lists the files
+  with their checksums and, per piece, which image folder serves it and how many of its
+  images are there; a piece without images is listed as skipped with the reason.
+* :func:`prepare_archive` (rule ``download_image_archive``) downloads and safely extracts
+  one image archive; only requested when a benchmark sets ``download_images: true`` and
+  names no folder for that image source. Images are never downloaded otherwise.
+* :func:`evaluate` (rule ``eval_benchmark``) loads a trained run's ``model.pt``, the
+  items of ``ready.json`` (a missing image skips its item, a missing folder its piece;
+  both are written to the skips CSV), scores them with the official rules and writes the
+  long-format CSV ``method, n_train, seed, benchmark, suite, metric, value, n_items,
+  code_version`` (as the synthetic evaluation does) plus a per-item CSV.
+
+Config section (``config["benchmarks"][<name>]``), every key optional:
+``annotations`` (local folder, or the file itself for single-file benchmarks; null:
+download), ``images`` (one folder, or a dict keyed by image source or, for VALSE, piece
+name), ``download_images`` (false), ``verify_checksums`` (true; false accepts excerpts or
+edited copies of pinned files, whose checksums are then only recorded), ``pieces``
+(SugarCrepe subsets / VALSE pieces to evaluate; default all).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from dualclip.fetch import ChecksumMismatchError, FetchError, download, safe_extract, sha256_file
+
+log = logging.getLogger(__name__)
+
+BENCHMARK_NAMES = ("sugarcrepe", "valse", "vg_relation", "vg_attribution", "coco_order",
+                   "flickr30k_order", "coco_retrieval")
+DEFAULTS = {"annotations": None, "images": None, "download_images": False,
+            "verify_checksums": True, "pieces": None}
+SCORE_COLUMNS = ["method", "n_train", "seed", "benchmark", "suite", "metric", "value", "n_items",
+                 "code_version"]
+LOCK_NAME = "sha256.lock.json"
+GDRIVE_PREFIX = "gdrive:"
+
+
+# --------------------------------------------------------------------------- metadata
+
+@lru_cache(maxsize=None)
+def _data_json(name: str) -> dict:
+    text = resources.files("dualclip.benchmarks").joinpath(f"data/{name}").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def sources() -> dict:
+    """``data/sources.json``: annotation URLs, image sources and image archives."""
+    return _data_json("sources.json")
+
+
+def pinned_checksums() -> dict:
+    """``data/sha256.json``: pinned SHA-256 of the SugarCrepe and VALSE files (+ commits)."""
+    return _data_json("sha256.json")
+
+
+def annotation_urls(benchmark: str) -> dict[str, str]:
+    """Official annotation file name -> URL (``gdrive:<id>`` for Google Drive)."""
+    return dict(sources()["benchmarks"][benchmark]["files"])
+
+
+def pinned_sha256(benchmark: str, filename: str) -> str | None:
+    entry = pinned_checksums().get(benchmark)
+    return entry["files"].get(filename) if isinstance(entry, dict) else None
+
+
+def resolve_url(url: str) -> str:
+    """``gdrive:<id>`` -> a direct-download URL that skips Drive's virus-scan page."""
+    if url.startswith(GDRIVE_PREFIX):
+        file_id = url[len(GDRIVE_PREFIX):]
+        return f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
+    return url
+
+
+def manual_url(url: str) -> str:
+    if url.startswith(GDRIVE_PREFIX):
+        return f"https://drive.google.com/uc?id={url[len(GDRIVE_PREFIX):]}"
+    return url
+
+
+def section(config: dict, benchmark: str) -> dict:
+    """The benchmark's config section with defaults filled in."""
+    if benchmark not in BENCHMARK_NAMES:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {list(BENCHMARK_NAMES)}")
+    benchmarks = config.get("benchmarks") or {}
+    if benchmark not in benchmarks:
+        raise ValueError(f"benchmark {benchmark!r} is not configured: add it to the config's "
+                         f"benchmarks: section (see config/benchmarks_example.yaml)")
+    sec = {**DEFAULTS, **(benchmarks[benchmark] or {})}
+    if isinstance(sec["images"], dict):
+        entry = sources()["benchmarks"][benchmark]
+        unknown = [key for key in sec["images"] if key not in entry["images"] and key not in entry["pieces"]]
+        if unknown:
+            raise ValueError(f"benchmarks.{benchmark}.images: unknown key(s) {unknown}; use image "
+                             f"sources {list(entry['images'])}" + (f" or pieces {list(entry['pieces'])}"
+                                                                   if benchmark == "valse" else ""))
+    return sec
+
+
+def pieces(benchmark: str, sec: dict) -> list[tuple[str, str]]:
+    """(piece, image source) of the benchmark; a piece is the unit that is skipped whole
+    (a SugarCrepe subset, a VALSE piece, the whole set for the others)."""
+    known = sources()["benchmarks"][benchmark]["pieces"]
+    wanted = sec.get("pieces") or list(known)
+    if sec.get("pieces") and benchmark not in ("sugarcrepe", "valse"):
+        raise ValueError(f"benchmarks.{benchmark}.pieces: only sugarcrepe and valse have pieces")
+    unknown = [p for p in wanted if p not in known]
+    if unknown:
+        raise ValueError(f"benchmarks.{benchmark}.pieces: unknown {unknown}; choose from {list(known)}")
+    return [(p, known[p]) for p in wanted]
+
+
+def needed_files(benchmark: str, sec: dict) -> list[str]:
+    """The annotation files the configured pieces need."""
+    files = list(annotation_urls(benchmark))
+    if benchmark in ("sugarcrepe", "valse"):
+        return [f"{piece}.json" for piece, _ in pieces(benchmark, sec)]
+    return files
+
+
+def images_root(config: dict) -> Path:
+    return Path(config.get("results_dir", "results")) / "benchmarks" / "images"
+
+
+def image_folder(benchmark: str, sec: dict, piece: str, source: str, root: Path) -> tuple[Path | None, str]:
+    """(folder or None, where it comes from or why there is none)."""
+    info = sources()["benchmarks"][benchmark]["images"][source]
+    images = sec.get("images")
+    configured = None
+    if isinstance(images, (str, os.PathLike)):
+        configured = images
+    elif isinstance(images, dict):
+        configured = images.get(piece) or images.get(source)
+    if configured:
+        return Path(configured), "config"
+    if sec.get("download_images"):
+        if info.get("archive"):
+            return root / info["archive"] / info.get("subdir", ""), f"archive {info['archive']}"
+        return None, (f"no image folder is configured for image source {source!r} and it has "
+                      f"no public archive to download; download {info['hint']} yourself and set "
+                      f"benchmarks.{benchmark}.images.{source}")
+    return None, (f"no image folder is configured for image source {source!r} "
+                  f"(benchmarks.{benchmark}.images; or download_images: true where an archive "
+                  f"exists); images: {info['hint']}")
+
+
+def archives_needed(benchmark: str, sec: dict) -> list[str]:
+    """Image archives that ``download_images: true`` asks for (sources without a folder)."""
+    if not sec.get("download_images"):
+        return []
+    out = []
+    for piece, source in pieces(benchmark, sec):
+        info = sources()["benchmarks"][benchmark]["images"][source]
+        _, origin = image_folder(benchmark, sec, piece, source, Path("."))
+        if origin.startswith("archive") and info["archive"] not in out:
+            out.append(info["archive"])
+    return out
+
+
+# --------------------------------------------------------------------------- annotations
+
+def _remove_lock_entry(lock_file: Path, url: str) -> None:
+    if not lock_file.exists():
+        return
+    data = json.loads(lock_file.read_text(encoding="utf-8"))
+    if data.pop(url, None) is not None:
+        lock_file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _check_json(path: Path, url: str | None, lock_file: Path | None) -> None:
+    """A downloaded annotation must be JSON: Google Drive answers quota or confirmation
+    pages as HTML with status 200. Such a file is deleted (with its lock entry)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            json.load(f)
+        return
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        head = path.read_bytes()[:200].lstrip().lower()
+        problem = e
+    if url is None:
+        raise ValueError(f"annotation file {path} is not valid JSON ({problem}); it is probably "
+                         f"truncated or corrupted: replace it with the official file")
+    path.unlink()
+    if lock_file is not None:
+        _remove_lock_entry(lock_file, resolve_url(url))
+    html = head.startswith(b"<!doctype html") or head.startswith(b"<html")
+    what = "an HTML page (Google Drive's confirmation or quota page)" if html else "not valid JSON"
+    raise FetchError(
+        f"the file downloaded from {resolve_url(url)} is {what}; it was deleted. Download it by "
+        f"hand from {manual_url(url)} (in a browser, or `gdown {url[len(GDRIVE_PREFIX):]}` for "
+        f"Google Drive), put it in a folder under the name {path.name} and set that folder as "
+        f"this benchmark's `annotations` in the config")
+
+
+def _local_source(benchmark: str, sec: dict, files: list[str]) -> dict[str, Path]:
+    """Official file name -> local file, for ``annotations: <folder or file>``."""
+    local = Path(sec["annotations"])
+    if local.is_file():
+        if len(files) != 1:
+            raise ValueError(f"benchmarks.{benchmark}.annotations is the file {local}, but "
+                             f"{benchmark} needs the files {files}: give their folder instead")
+        return {files[0]: local}
+    if not local.is_dir():
+        raise FileNotFoundError(f"benchmarks.{benchmark}.annotations: {local} does not exist; "
+                                f"give the folder with {files} (or null to download them)")
+    missing = [name for name in files if not (local / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"benchmarks.{benchmark}.annotations: {local} lacks {missing}; it must hold the "
+            f"official files {files}" + (" (or set benchmarks.{0}.pieces to the pieces you "
+                                         "have)".format(benchmark) if benchmark in ("sugarcrepe", "valse") else ""))
+    return {name: local / name for name in files}
+
+
+def _copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and dest.stat().st_size == src.stat().st_size and sha256_file(dest) == sha256_file(src):
+        return
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
+def fetch_annotations(benchmark: str, sec: dict, out_dir: Path) -> list[dict]:
+    """Put the needed annotation files in ``out_dir/annotations``; one record per file."""
+    files = needed_files(benchmark, sec)
+    urls = annotation_urls(benchmark)
+    ann_dir = out_dir / "annotations"
+    lock_file = out_dir / LOCK_NAME
+    verify = bool(sec.get("verify_checksums", True))
+    records = []
+    local = _local_source(benchmark, sec, files) if sec.get("annotations") else None
+    for name in files:
+        pin = pinned_sha256(benchmark, name)
+        dest = ann_dir / name
+        if local is not None:
+            src = local[name]
+            digest = sha256_file(src)
+            if pin and digest != pin:
+                if verify:
+                    commit = pinned_checksums()[benchmark]["commit"]
+                    raise ChecksumMismatchError(
+                        f"{benchmark} annotation file {src} has sha256 {digest}, but the official "
+                        f"file ({pinned_checksums()[benchmark]['repository']} @ {commit}) has {pin}. "
+                        f"Replace it with the official file, or set benchmarks.{benchmark}."
+                        f"verify_checksums: false to use this copy (an excerpt or an edited file) "
+                        f"on purpose")
+                check = "differs from the pinned checksum (verify_checksums: false)"
+            else:
+                check = "pinned" if pin else "recorded"
+            _copy(src, dest)
+            origin = str(src.resolve())
+        else:
+            url = urls[name]
+            use_pin = pin if verify else None
+            had_lock = lock_file.exists() and resolve_url(url) in json.loads(lock_file.read_text(encoding="utf-8"))
+            download(resolve_url(url), dest, sha256=use_pin, lock_file=None if use_pin else lock_file)
+            _check_json(dest, url, None if use_pin or had_lock else lock_file)
+            digest = sha256_file(dest)
+            if use_pin:
+                check = "pinned"
+            elif pin and digest != pin:
+                check = "differs from the pinned checksum (verify_checksums: false)"
+            else:
+                check = "lock file" if had_lock else f"recorded in {LOCK_NAME}"
+            origin = resolve_url(url)
+        _check_json(dest, None, None)
+        records.append({"file": name, "path": str(dest), "sha256": digest, "size": dest.stat().st_size,
+                        "source": origin, "pinned_sha256": pin, "checksum": check})
+        log.info("%s: %s sha256 %s (%s)", benchmark, name, digest, check)
+    return records
+
+
+# --------------------------------------------------------------------------- images
+
+def _read(path: Path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def piece_images(benchmark: str, ann_dir: Path, piece: str) -> list[str]:
+    """Image file names (relative to the piece's folder) of the items the scorer uses."""
+    from .valse import is_valid
+
+    if benchmark == "sugarcrepe":
+        return [r["filename"] for r in _read(ann_dir / f"{piece}.json").values()]
+    if benchmark == "valse":
+        return [r["image_file"] for r in _read(ann_dir / f"{piece}.json").values() if is_valid(r)]
+    name = next(iter(annotation_urls(benchmark)))
+    data = _read(ann_dir / name)
+    if benchmark in ("vg_relation", "vg_attribution"):
+        return [r["image_path"] for r in data]
+    per_item = []
+    for rec in data:
+        caps = rec["caption"]
+        n = 1 if benchmark == "coco_retrieval" else (1 if isinstance(caps, str) else len(caps))
+        per_item += [rec["image"]] * n
+    return per_item
+
+
+def check_images(benchmark: str, sec: dict, ann_dir: Path, root: Path) -> list[dict]:
+    """Per piece: image folder, item/image counts and status (ready, partial, skipped)."""
+    from .items import folder_problem
+
+    out = []
+    for piece, source in pieces(benchmark, sec):
+        names = piece_images(benchmark, ann_dir, piece)
+        folder, origin = image_folder(benchmark, sec, piece, source, root)
+        rec = {"piece": piece, "image_source": source, "n_items": len(names),
+               "n_images": len(set(names)), "folder": str(folder) if folder else None,
+               "folder_from": origin if folder else None, "n_images_found": 0}
+        hint = sources()["benchmarks"][benchmark]["images"][source]["hint"]
+        problem = origin if folder is None else folder_problem(folder)
+        if folder is not None and problem is not None:
+            problem = f"{problem}; provide {hint} there (benchmarks.{benchmark}.images)"
+        if problem is None:
+            found = sum((folder / n).is_file() for n in set(names))
+            rec["n_images_found"] = found
+            if found == 0 and names:
+                problem = (f"none of the {len(set(names))} images were found in {folder} "
+                           f"(e.g. {sorted(set(names))[0]}); point the image folder at {hint}")
+        if problem is not None:
+            rec.update(status="skipped", reason=problem)
+            log.warning("%s/%s skipped: %s", benchmark, piece, problem)
+        elif rec["n_images_found"] < rec["n_images"]:
+            missing = rec["n_images"] - rec["n_images_found"]
+            rec.update(status="partial", reason=f"{missing} of {rec['n_images']} images missing in "
+                                                f"{folder}; their items are skipped")
+        else:
+            rec.update(status="ready", reason=None)
+        out.append(rec)
+    return out
+
+
+# --------------------------------------------------------------------------- prepare
+
+def prepare(benchmark: str, config: dict, out_dir: str | os.PathLike) -> dict:
+    """Annotation files and image check of one benchmark; writes ``out_dir/ready.json``."""
+    from dualclip.io import code_version, write_json
+
+    out_dir = Path(out_dir)
+    sec = section(config, benchmark)
+    root = images_root(config)
+    files = fetch_annotations(benchmark, sec, out_dir)
+    ann_dir = out_dir / "annotations"
+    checked = check_images(benchmark, sec, ann_dir, root)
+    ready = {
+        "benchmark": benchmark,
+        "annotations": str(ann_dir),
+        "annotations_from": str(Path(sec["annotations"]).resolve()) if sec.get("annotations") else "download",
+        "files": files,
+        "pieces": checked,
+        "skipped": [{"piece": p["piece"], "reason": p["reason"]} for p in checked if p["status"] == "skipped"],
+        "download_images": bool(sec.get("download_images")),
+        "code_version": code_version(),
+        "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(out_dir / "ready.json", ready)
+    n_ready = sum(p["status"] != "skipped" for p in checked)
+    print(f"{benchmark}: {len(files)} annotation files; {n_ready} of {len(checked)} pieces have images")
+    for p in checked:
+        print(f"  {p['piece']}: {p['status']} ({p['n_images_found']}/{p['n_images']} images)"
+              + (f": {p['reason']}" if p["reason"] else ""))
+    return ready
+
+
+def prepare_archive(archive: str, config: dict, out_file: str | os.PathLike) -> dict:
+    """Download (resumable, checksum recorded then verified) and safely extract one image
+    archive into ``<results>/benchmarks/images/<archive>/``; the archive is deleted after
+    a successful extraction. Writes ``out_file`` (the rule's marker)."""
+    from dualclip.io import write_json
+
+    info = sources()["archives"][archive]
+    folder = images_root(config) / archive
+    lock_file = folder / LOCK_NAME
+    dest = folder / info["file"]
+    url = resolve_url(info["url"])
+    print(f"downloading {info['about']} from {url} (resumable: run again after an interruption)")
+    download(url, dest, sha256=info.get("sha256"), lock_file=lock_file, timeout=120, retries=5)
+    digest = sha256_file(dest)
+    try:
+        extracted = safe_extract(dest, folder)
+    except FetchError as e:
+        if info["url"].startswith(GDRIVE_PREFIX):
+            raise FetchError(f"{e}. Google Drive may have answered a confirmation page: download "
+                             f"{manual_url(info['url'])} by hand, unzip it and set the image folder "
+                             f"in the config instead of download_images") from e
+        raise
+    dest.unlink()
+    record = {"archive": archive, "url": url, "sha256": digest, "n_files": len(extracted),
+              "folder": str(folder)}
+    write_json(out_file, record)
+    return record
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def load_items(benchmark: str, ready: dict):
+    """Items of a prepared benchmark (a ``LoadResult``; a ``RetrievalSet`` for retrieval)."""
+    from . import (load_karpathy, load_order, load_sugarcrepe, load_valse, load_vg_attribution,
+                   load_vg_relation)
+    from .items import LoadResult, SkippedPiece
+
+    ann = Path(ready["annotations"])
+    usable = [p for p in ready["pieces"] if p["status"] != "skipped"]
+    skipped = [SkippedPiece(benchmark, p["piece"], p["n_items"], p["reason"])
+               for p in ready["pieces"] if p["status"] == "skipped"]
+    folders = {p["piece"]: p["folder"] for p in usable}
+    if benchmark == "coco_retrieval":
+        from .coco_retrieval import RetrievalSet
+
+        if not usable:
+            return RetrievalSet(skipped_pieces=skipped)
+        data = load_karpathy(ann / "coco_karpathy_test.json", folders["karpathy_test"])
+        data.skipped_pieces = skipped + data.skipped_pieces
+        return data
+    result = LoadResult(skipped_pieces=skipped)
+    if not usable:
+        return result
+    if benchmark == "sugarcrepe":
+        for piece in folders:
+            result.extend(load_sugarcrepe(ann, folders[piece], subsets=[piece]))
+    elif benchmark == "valse":
+        result.extend(load_valse(ann, folders, pieces=list(folders)))
+    elif benchmark == "vg_relation":
+        result.extend(load_vg_relation(ann, folders["all"]))
+    elif benchmark == "vg_attribution":
+        result.extend(load_vg_attribution(ann, folders["all"]))
+    else:
+        name = next(iter(annotation_urls(benchmark)))
+        result.extend(load_order(ann / name, folders["test"], benchmark=benchmark, split="test"))
+    return result
+
+
+def _retrieval_per_item(sim, data) -> pd.DataFrame:
+    import numpy as np
+
+    rows = []
+    for i, gt in enumerate(data.img2txt):
+        wrong = np.ones(sim.shape[1], dtype=bool)
+        wrong[gt] = False
+        best = sim[i, gt].max()
+        other = sim[i, wrong].max() if wrong.any() else float("-inf")
+        rows.append(("i2t", str(i), int((sim[i, wrong] >= best).sum()), best, other))
+    for t, i in enumerate(data.txt2img):
+        col = sim[:, t]
+        wrong = np.ones(sim.shape[0], dtype=bool)
+        wrong[i] = False
+        other = col[wrong].max() if wrong.any() else float("-inf")
+        rows.append(("t2i", str(t), int((col[wrong] >= col[i]).sum()), col[i], other))
+    df = pd.DataFrame(rows, columns=["direction", "item_id", "rank", "pos_score", "max_neg_score"])
+    df.insert(0, "suite", "karpathy_test")
+    df.insert(0, "benchmark", "coco_retrieval")
+    df["correct"] = df["rank"] == 0
+    return df
+
+
+def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_csv: str | os.PathLike,
+             per_item_csv: str | os.PathLike, device: str = "auto", *, ready_file=None,
+             skips_csv=None, batch_size: int | None = None, num_workers: int = 0) -> pd.DataFrame:
+    """Score one trained run on one prepared benchmark; returns the long-format scores.
+
+    ``ready_file`` defaults to ``<results>/benchmarks/<benchmark>/ready.json``;
+    ``skips_csv`` to ``<out_csv stem>_skips.csv`` beside ``out_csv``.
+    """
+    import torch
+
+    from dualclip.io import write_text
+    from dualclip.train.models import load_checkpoint_model, resolve_device
+
+    from .coco_retrieval import retrieval_recall, similarity_matrix, summarise_retrieval
+    from .evaluate import PER_ITEM_COLUMNS, score_items
+    from .items import LoadResult
+    from .scoring import RESULT_COLUMNS, summarise
+
+    out_csv = Path(out_csv)
+    ready_file = Path(ready_file) if ready_file else (
+        Path(config.get("results_dir", "results")) / "benchmarks" / benchmark / "ready.json")
+    skips_csv = Path(skips_csv) if skips_csv else out_csv.with_name(f"{out_csv.stem}_skips.csv")
+    with open(ready_file, encoding="utf-8") as f:
+        ready = json.load(f)
+    if ready["benchmark"] != benchmark:
+        raise ValueError(f"{ready_file} describes {ready['benchmark']!r}, not {benchmark!r}")
+    batch_size = int(batch_size or config.get("eval", {}).get("batch_size", 64))
+    torch_device = resolve_device(device)
+    data = load_items(benchmark, ready)
+    n_work = len(data.texts) if benchmark == "coco_retrieval" else len(data.items)
+    if n_work:
+        model, preprocess, tokenizer, checkpoint = load_checkpoint_model(model_file, torch_device)
+        if benchmark == "coco_retrieval":
+            sim = similarity_matrix(model, preprocess, tokenizer, data, torch_device, batch_size)
+            summary = summarise_retrieval(retrieval_recall(sim, data.img2txt, data.txt2img),
+                                          len(data.image_paths), len(data.texts))
+            per_item = _retrieval_per_item(sim, data)
+        else:
+            per_item = score_items(model, preprocess, tokenizer, data.items, torch_device,
+                                   batch_size, num_workers)
+            summary = summarise(benchmark, per_item)
+    else:
+        checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+        summary = pd.DataFrame(columns=RESULT_COLUMNS)
+        per_item = pd.DataFrame(columns=PER_ITEM_COLUMNS)
+        log.warning("%s: nothing to evaluate (every piece skipped): writing empty scores", benchmark)
+    run = checkpoint["summary"]
+    for frame in (summary, per_item):
+        frame.insert(0, "seed", run["seed"])
+        frame.insert(0, "n_train", run["n_samples"])
+        frame.insert(0, "method", run["method"])
+    summary["code_version"] = run["code_version"]
+    summary = summary[SCORE_COLUMNS]
+    skips = LoadResult(skipped_items=list(data.skipped_items),
+                       skipped_pieces=list(data.skipped_pieces)).skips_frame()
+    write_text(per_item_csv, per_item.to_csv(index=False))
+    write_text(skips_csv, skips.to_csv(index=False))
+    write_text(out_csv, summary.to_csv(index=False))
+    print(f"{benchmark}: {n_work} items scored, {len(skips)} skip records")
+    print(summary.to_string())
+    return summary
+
+
+__all__ = ["BENCHMARK_NAMES", "prepare", "prepare_archive", "evaluate", "load_items",
+           "section", "pieces", "archives_needed", "image_folder", "sources",
+           "pinned_checksums", "annotation_urls"]

@@ -1,0 +1,338 @@
+"""Tests for the synthetic benchmark suites (dualclip/eval/synthetic.py).
+
+The suites are built from the ground truth of ~100 real test scenes; every item is then
+re-checked against its scene by an independent reading of its texts, so a negative that
+happens to be true (or a positive that is false) fails here. score_suites runs end to
+end with a tiny, randomly initialised open_clip model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dualclip.download import download_shard
+from dualclip.download.shapes import COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, relation_between, render_scene
+from dualclip.eval.synthetic import ALL_SUITES, IMAGE_SUITES, TEXT_SUITES, build_suites, score_suites, strictly_best
+from dualclip.io import read_json, read_rgb
+
+DATASET = {"name": "shapes", "seed": 0, "image_size": 64, "min_objects": 1, "max_objects": 4}
+INPAINT = {"backend": "opencv", "method": "telea", "radius": 3, "dilation": 2}
+N_SCENES = 100
+
+COLOUR = "|".join(COLOURS)
+SHAPE = "|".join(SHAPES)
+NUMBER = {word: n for n, word in NUMBER_WORDS.items()}
+PHRASE = re.compile(rf"^(?:a|an) (?:({COLOUR}) )?({SHAPE})$")
+RELATION_WORDS = {words: name for name, words in RELATIONS.items()}
+
+
+def phrases(text: str) -> list[tuple[str | None, str]]:
+    """'a red circle, a star and a blue cross' -> [('red', 'circle'), (None, 'star'), ('blue', 'cross')]."""
+    parts = re.split(r", | and ", text)
+    out = []
+    for part in parts:
+        match = PHRASE.match(part)
+        assert match, (text, part)
+        out.append(match.groups())
+    return out
+
+
+def scene_pairs(scene: dict) -> Counter:
+    return Counter((o["colour"], o["shape"]) for o in scene["objects"])
+
+
+def parse_relation(text: str):
+    words = "|".join(sorted(RELATION_WORDS, key=len, reverse=True))
+    match = re.match(rf"^(.+?) ({words}) (.+)$", text)
+    (a,), (b,) = phrases(match.group(1)), phrases(match.group(3))
+    return a, RELATION_WORDS[match.group(2)], b
+
+
+def find(scene: dict, colour: str, shape: str) -> list[dict]:
+    return [o for o in scene["objects"] if (o["colour"], o["shape"]) == (colour, shape)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("suites")
+    download_shard(DATASET, "test", 0, N_SCENES, root / "data")
+    records = [(str(root / "data" / f"{slot}.png"), read_json(root / "data" / f"{slot}.json")) for slot in range(N_SCENES)]
+    counts = build_suites(DATASET, INPAINT, records, ALL_SUITES, 0, root / "eval" / "suites.json")
+    suites = read_json(root / "eval" / "suites.json")
+    scenes = {record["scene"]["index"]: record["scene"] for _, record in records}
+    return root, counts, suites, scenes
+
+
+def items_of(suites: dict, suite: str) -> list[dict]:
+    items = [item for item in suites["items"] if item["suite"] == suite]
+    assert items, suite
+    return items
+
+
+# ---------------------------------------------------------------- building
+
+
+def test_every_suite_is_built_and_counted(built):
+    _, counts, suites, _ = built
+    assert set(counts) == set(TEXT_SUITES + IMAGE_SUITES)
+    assert counts == dict(Counter(item["suite"] for item in suites["items"]))
+    assert suites["counts"] == counts
+    assert len({item["item_id"] for item in suites["items"]}) == len(suites["items"])
+    assert len(suites["retrieval"]) == N_SCENES
+
+
+def test_text_items_have_distinct_positive_and_negatives(built):
+    _, _, suites, scenes = built
+    for item in suites["items"]:
+        scene = scenes[item["scene"]]
+        assert item["n_objects"] == len(scene["objects"])
+        assert item["novel"] == any(o["novel_pair"] for o in scene["objects"])
+        if item["kind"] == "text":
+            assert item["negatives"] and all(n != item["positive"] for n in item["negatives"])
+
+
+@pytest.mark.parametrize("suite", ["sc_replace_obj", "sc_replace_att", "sc_add_obj", "sc_swap_att", "omission"])
+def test_listing_positives_describe_the_scene_exactly(built, suite):
+    _, _, suites, scenes = built
+    for item in items_of(suites, suite):
+        assert Counter(phrases(item["positive"])) == scene_pairs(scenes[item["scene"]]), item
+
+
+def test_replace_att_new_pair_is_absent(built):
+    _, _, suites, scenes = built
+    for item in items_of(suites, "sc_replace_att"):
+        scene = scenes[item["scene"]]
+        positive, negative = phrases(item["positive"]), phrases(item["negatives"][0])
+        changed = [(p, n) for p, n in zip(positive, negative) if p != n]
+        assert len(positive) == len(negative) and len(changed) == 1, item
+        (old, new), = changed
+        assert old[1] == new[1] and old[0] != new[0]  # same shape, other colour
+        assert not find(scene, *new), item
+
+
+def test_replace_obj_new_shape_is_absent(built):
+    _, _, suites, scenes = built
+    for item in items_of(suites, "sc_replace_obj"):
+        scene = scenes[item["scene"]]
+        positive, negative = phrases(item["positive"]), phrases(item["negatives"][0])
+        changed = [(p, n) for p, n in zip(positive, negative) if p != n]
+        assert len(positive) == len(negative) and len(changed) == 1, item
+        (old, new), = changed
+        assert old[0] == new[0] and new[1] not in {o["shape"] for o in scene["objects"]}, item
+
+
+def test_add_obj_added_pair_is_absent(built):
+    _, _, suites, scenes = built
+    for item in items_of(suites, "sc_add_obj"):
+        positive, negative = phrases(item["positive"]), phrases(item["negatives"][0])
+        assert negative[:-1] == positive, item
+        assert not find(scenes[item["scene"]], *negative[-1]), item
+
+
+def test_swap_att_negative_keeps_shapes_and_colours_but_names_an_absent_pair(built):
+    _, _, suites, scenes = built
+    for item in items_of(suites, "sc_swap_att"):
+        scene = scenes[item["scene"]]
+        positive, negative = phrases(item["positive"]), phrases(item["negatives"][0])
+        assert [s for _, s in positive] == [s for _, s in negative]
+        assert sorted(c for c, _ in positive) == sorted(c for c, _ in negative)
+        assert any(not find(scene, *pair) for pair in negative), item
+
+
+def test_add_att_positive_is_bare_and_negative_colour_is_wrong(built):
+    _, _, suites, scenes = built
+    for item in items_of(suites, "sc_add_att"):
+        scene = scenes[item["scene"]]
+        positive, negative = phrases(item["positive"]), phrases(item["negatives"][0])
+        assert all(colour is None for colour, _ in positive)
+        assert Counter(s for _, s in positive) == Counter(o["shape"] for o in scene["objects"])
+        coloured = [pair for pair in negative if pair[0] is not None]
+        assert len(coloured) == 1 and not find(scene, *coloured[0]), item
+
+
+def test_relation_positive_holds_and_negative_does_not(built):
+    _, _, suites, scenes = built
+    for suite in ("aro_relation", "sc_swap_obj"):
+        for item in items_of(suites, suite):
+            scene = scenes[item["scene"]]
+            a, relation, b = parse_relation(item["positive"])
+            (obj_a,), (obj_b,) = find(scene, *a), find(scene, *b)  # described objects are unique
+            assert relation_between(scene, obj_a["id"], obj_b["id"]) == relation, item
+            na, n_relation, nb = parse_relation(item["negatives"][0])
+            assert n_relation == relation
+            if suite == "aro_relation":
+                # the same two objects, roles exchanged: false by antisymmetry
+                assert (na, nb) == (b, a)
+                assert relation_between(scene, obj_b["id"], obj_a["id"]) != relation
+            else:
+                # shapes exchanged: at least one described object does not exist
+                assert (na[1], nb[1]) == (b[1], a[1]) and (not find(scene, *na) or not find(scene, *nb)), item
+
+
+def test_attribution_negative_names_an_absent_size_shape(built):
+    _, _, suites, scenes = built
+    pattern = re.compile(rf"^the (small|large) ({SHAPE}) and the (small|large) ({SHAPE})$")
+    for item in items_of(suites, "aro_attribution"):
+        scene = scenes[item["scene"]]
+        present = {(o["size"], o["shape"]) for o in scene["objects"]}
+        s1, h1, s2, h2 = pattern.match(item["positive"]).groups()
+        assert (s1, h1) in present and (s2, h2) in present, item
+        n1, g1, n2, g2 = pattern.match(item["negatives"][0]).groups()
+        assert (g1, g2) == (h1, h2) and not ((n1, g1) in present and (n2, g2) in present), item
+
+
+def test_existence_items_match_the_scene(built):
+    _, _, suites, scenes = built
+    kinds = Counter()
+    for item in items_of(suites, "valse_existence"):
+        shapes = {o["shape"] for o in scenes[item["scene"]]["objects"]}
+        for text, truth in [(item["positive"], True)] + [(n, False) for n in item["negatives"]]:
+            negated = re.match(rf"^there is no ({SHAPE})$", text)
+            affirmed = re.match(rf"^there is an? ({SHAPE})$", text)
+            assert negated or affirmed, text
+            holds = (negated.group(1) not in shapes) if negated else (affirmed.group(1) in shapes)
+            assert holds == truth, item
+        kinds[item["positive"].startswith("there is no")] += 1
+    assert kinds[True] and kinds[False]  # both directions are tested
+
+
+def test_counting_wrong_count_differs_from_true_count(built):
+    _, _, suites, scenes = built
+    pattern = re.compile(rf"^there (is|are) (an?|{'|'.join(NUMBER)}) ({SHAPE})(?:e?s)?$")
+    for item in items_of(suites, "valse_counting"):
+        scene = scenes[item["scene"]]
+        verb, word, shape = pattern.match(item["positive"]).groups()
+        true_count = sum(o["shape"] == shape for o in scene["objects"])
+        count = NUMBER.get(word, 1)
+        assert count == true_count and verb == ("are" if count > 1 else "is"), item
+        verb, word, other = pattern.match(item["negatives"][0]).groups()
+        assert other == shape and NUMBER.get(word, 1) != true_count and 1 <= NUMBER.get(word, 1) <= 4, item
+
+
+def test_omission_negative_drops_exactly_one_object(built):
+    _, _, suites, _ = built
+    for item in items_of(suites, "omission"):
+        positive, negative = Counter(phrases(item["positive"])), Counter(phrases(item["negatives"][0]))
+        assert sum((positive - negative).values()) == 1 and not (negative - positive), item
+
+
+def test_image_side_negative_is_the_scene_without_a_mentioned_object(built):
+    _, _, suites, scenes = built
+    for item in items_of(suites, "image_side"):
+        scene = scenes[item["scene"]]
+        original = read_rgb(item["positive_image"])
+        (negative_path,) = item["negative_images"]
+        assert Path(negative_path).exists() and negative_path != item["positive_image"]
+        negative = read_rgb(negative_path)
+        assert not np.array_equal(negative, original)
+        # it is exactly the clean re-render without one object, and the caption names all
+        removed = int(re.search(r"-without-(\d+)\.png$", negative_path).group(1))
+        assert np.array_equal(negative, render_scene(scene, exclude=(removed,))[0])
+        assert Counter(phrases(item["caption"])) == scene_pairs(scene)
+
+
+def test_image_side_sham_keeps_every_object_and_the_dual_removes_one(built):
+    _, _, suites, scenes = built
+    for item in items_of(suites, "image_side_sham"):
+        scene = scenes[item["scene"]]
+        image, labels = render_scene(scene)
+        sham, (dual_path,) = read_rgb(item["positive_image"]), item["negative_images"]
+        dual = read_rgb(dual_path)
+        assert not np.array_equal(sham, image) and not np.array_equal(dual, image) and not np.array_equal(sham, dual)
+        # the sham patch avoids every object: all object pixels are untouched
+        assert np.array_equal(sham[labels > 0], image[labels > 0])
+        # the dual removed one object (most of its pixels changed); the dilated mask may
+        # graze a neighbour's edge, but no other object loses more than a fringe
+        fractions = sorted((np.abs(dual[labels == o["id"] + 1].astype(int) - image[labels == o["id"] + 1]).max(-1) > 0).mean()
+                           for o in scene["objects"])
+        assert fractions[-1] > 0.9 and (len(fractions) == 1 or fractions[-2] < 0.2), fractions
+
+
+def test_retrieval_entries_describe_their_scene(built):
+    _, _, suites, scenes = built
+    for entry, index in zip(suites["retrieval"], range(N_SCENES)):
+        scene = scenes[index]
+        assert entry["image"].endswith(f"/{index}.png")
+        assert sorted(map(tuple, entry["object_set"])) == sorted(scene_pairs(scene).elements())
+        assert Counter(phrases(entry["caption"])) == scene_pairs(scene)
+
+
+def test_build_is_deterministic(built, tmp_path):
+    root, _, suites, _ = built
+    records = [(str(root / "data" / f"{slot}.png"), read_json(root / "data" / f"{slot}.json")) for slot in range(20)]
+    build_suites(DATASET, INPAINT, records, ["sc_replace_att", "valse_counting"], 0, tmp_path / "a.json")
+    build_suites(DATASET, INPAINT, records, ["sc_replace_att", "valse_counting"], 0, tmp_path / "b.json")
+    assert read_json(tmp_path / "a.json") == read_json(tmp_path / "b.json")
+
+
+def test_missing_suite_is_a_clear_error(built, tmp_path):
+    root, _, _, scenes = built
+    # aro_relation needs two distinct objects: a one-object scene cannot provide it
+    single = next(i for i, s in scenes.items() if len(s["objects"]) == 1)
+    records = [(str(root / "data" / f"{single}.png"), read_json(root / "data" / f"{single}.json"))]
+    with pytest.raises(ValueError, match="aro_relation"):
+        build_suites(DATASET, INPAINT, records, ["aro_relation"], 0, tmp_path / "x.json")
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def test_strictly_best_treats_ties_as_wrong():
+    assert strictly_best(0.5, [0.4, 0.1])
+    assert not strictly_best(0.5, [0.5])
+    assert not strictly_best(0.5, [0.1, 0.5])
+    assert not strictly_best(0.5, [0.6])
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    import torch
+
+    from dualclip.train.models import create_model
+
+    # one intra-op thread: on the shared 2-core machine, two contending threads make this
+    # tiny forward pass 10-30x slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield create_model("dualclip-tiny")
+    torch.set_num_threads(threads)
+
+
+def test_score_suites_end_to_end_with_a_tiny_model(built, tiny_model):
+    import torch
+
+    _, _, suites, _ = built
+    # a small suites file: 3 items per suite and 12 retrieval entries
+    items = [item for suite in TEXT_SUITES + IMAGE_SUITES for item in items_of(suites, suite)[:3]]
+    small = {"items": items, "retrieval": suites["retrieval"][:12], "counts": {}}
+    model, preprocess, tokenizer = tiny_model
+    torch.manual_seed(0)
+    per_item, summary = score_suites(model, preprocess, tokenizer, small, "cpu", batch_size=16)
+    # one row per item and per retrieval query
+    assert len(per_item) == len(items) + 12
+    assert list(per_item["item_id"][: len(items)]) == [item["item_id"] for item in items]
+    scored = per_item[per_item["suite"] != "retrieval_t2i"]
+    # correctness is the strict rule applied to the recorded scores
+    assert (scored["correct"] == (scored["positive_score"] > scored["best_negative_score"])).all()
+    assert scored["positive_score"].between(-1, 1).all()
+    # blind scores exist for the text suites only
+    text = per_item["suite"].isin(TEXT_SUITES)
+    assert per_item.loc[text, "blind_correct"].notna().all()
+    assert per_item.loc[~text, "blind_correct"].isna().all()
+    # summary: accuracy per suite in percent, blind accuracy only for text suites, R@1 for retrieval
+    assert summary["value"].between(0, 100).all()
+    accuracy = summary[summary["metric"].isin(["accuracy", "R@1"])]
+    assert sorted(accuracy["suite"]) == sorted(TEXT_SUITES + IMAGE_SUITES + ["retrieval_t2i"])
+    assert set(summary.loc[summary["metric"] == "blind_accuracy", "suite"]) == set(TEXT_SUITES)
+    assert summary.loc[summary["suite"] == "retrieval_t2i", "metric"].tolist() == ["R@1"]
+    for row in accuracy.itertuples():
+        group = per_item[per_item["suite"] == row.suite]
+        assert row.n_items == len(group) and row.value == pytest.approx(100 * group["correct"].mean())
+    # the same model scores the same file the same way
+    again, _ = score_suites(model, preprocess, tokenizer, small, "cpu", batch_size=7)
+    assert (again["correct"] == per_item["correct"]).all()

@@ -1,0 +1,178 @@
+"""Tests for the spaCy component parser (dualclip/parse/spacy_parser.py) and the parse
+stage's run_shard (dualclip/parse/__init__.py), with the vocabulary of config/config.yaml
+and the real small spaCy model.
+
+Every later stage addresses components by index and by caption span, so the spans,
+the class mapping, the order and the cap N are what matters here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dualclip.parse import Component, get_parser, run_shard
+from dualclip.parse.spacy_parser import SpacyParser
+from dualclip.io import read_json, write_json
+
+CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["parse"]
+PARSE_CONFIG = {"backend": "spacy", "max_components": 3, "vocabulary": CONFIG["vocabulary"],
+                "attribute_words": CONFIG["attribute_words"]}
+
+
+@pytest.fixture(scope="module")
+def parser():
+    return get_parser(PARSE_CONFIG)
+
+
+def parse_one(parser, caption: str):
+    return parser.parse([caption])[0]
+
+
+def test_config_vocabulary_is_what_these_tests_assume():
+    # the synonyms below ("disc", "box", "plus") come from config/config.yaml
+    assert "disc" in CONFIG["vocabulary"]["circle"] and "box" in CONFIG["vocabulary"]["square"]
+    assert "plus" in CONFIG["vocabulary"]["cross"]
+
+
+def test_spans_slice_the_caption_and_include_modifiers(parser):
+    caption = "an image showing two small red circles, a blue triangle and a large orange hexagon"
+    result = parse_one(parser, caption)
+    assert result.status == "ok" and result.backend == "spacy"
+    assert [c.text for c in result.components] == ["two small red circles", "a blue triangle", "a large orange hexagon"]
+    for index, component in enumerate(result.components):
+        assert component.index == index
+        assert caption[component.start:component.end] == component.text
+    first = result.components[0]
+    assert (first.head, first.label, first.count, first.plural) == ("circles", "circle", 2, True)
+    assert first.attributes == ["small", "red"]
+    last = result.components[2]
+    assert (last.label, last.count, last.plural, last.attributes) == ("hexagon", 1, False, ["large", "orange"])
+
+
+@pytest.mark.parametrize("caption, text, count", [
+    ("there are two red circles and a blue star", "two red circles", 2),
+    ("3 red circles and a star", "3 red circles", 3),  # a digit numeral counts too
+    ("Two red circles above a blue square.", "Two red circles", 2),  # capitalised numeral
+])
+def test_numerals_give_count_and_plural(parser, caption, text, count):
+    component = parse_one(parser, caption).components[0]
+    assert component.text == text and component.count == count and component.plural
+    assert component.label == "circle" and component.attributes == ["red"]  # numeral is not an attribute
+
+
+@pytest.mark.parametrize("caption, labels", [
+    ("a red disc above a blue box", ["circle", "square"]),
+    ("a red star, a blue disk, a green block", ["star", "circle", "square"]),
+    ("three yellow balls", ["circle"]),
+    ("four purple pluses", ["cross"]),  # plural synonym through its lemma
+])
+def test_synonyms_map_to_detector_classes(parser, caption, labels):
+    result = parse_one(parser, caption)
+    assert [c.label for c in result.components] == labels
+    # the head is kept as written: the rewriter and check_dual_text count it in the text
+    assert all(c.head.lower() in caption.lower() for c in result.components)
+
+
+def test_max_components_keeps_the_first_n_in_caption_order(parser):
+    caption = "a picture of a red circle, a blue square, a star and a hexagon."
+    result = parse_one(parser, caption)
+    assert [c.text for c in result.components] == ["a red circle", "a blue square", "a star"]
+    two = SpacyParser({**PARSE_CONFIG, "max_components": 2}, nlp=parser.nlp)
+    assert [c.text for c in two.parse([caption])[0].components] == ["a red circle", "a blue square"]
+    four = SpacyParser({**PARSE_CONFIG, "max_components": 4}, nlp=parser.nlp)
+    assert [c.label for c in four.parse([caption])[0].components] == ["circle", "square", "star", "hexagon"]
+
+
+def test_fallback_component_is_ordered_by_position_and_cut_by_n(parser):
+    # "cross" comes from the token fallback (collected after the noun chunks): it must
+    # still be sorted into caption order, and be the one cut when N is reached
+    caption = "this scene contains a small red star, a small orange square, a small yellow triangle and a small purple cross"
+    result = parse_one(parser, caption)
+    assert [c.label for c in result.components] == ["star", "square", "triangle"]
+    # here the fallback cross comes first: it must lead, and N=1 keeps it, not the square
+    caption = "a small purple cross above a red square"
+    result = parse_one(parser, caption)
+    assert "fallback" in result.reason
+    assert [c.text for c in result.components] == ["a small purple cross", "a red square"]
+    one = SpacyParser({**PARSE_CONFIG, "max_components": 1}, nlp=parser.nlp)
+    assert [c.text for c in one.parse([caption])[0].components] == ["a small purple cross"]
+
+
+@pytest.mark.parametrize("caption, text", [
+    ("we can see a yellow square and a red cross", "a red cross"),
+    ("this scene contains a small purple cross", "a small purple cross"),
+    ("an orange plus and a green ball", "an orange plus"),
+])
+def test_token_fallback_recovers_mis_tagged_cross(parser, caption, text):
+    # the small spaCy model tags "cross"/"plus" here as a non-noun; the fallback must
+    # still find the whole phrase, modifiers included, and say so in the reason
+    doc = parser.nlp(caption)
+    head = next(t for t in doc if t.text in ("cross", "plus"))
+    assert not any(chunk.root.i == head.i for chunk in doc.noun_chunks)  # really a misparse
+    result = parse_one(parser, caption)
+    component = next(c for c in result.components if c.label == "cross")
+    assert component.text == text
+    assert caption[component.start:component.end] == text
+    assert set(component.attributes) == set(text.split()[1:-1])
+    assert result.status == "ok" and "fallback" in result.reason and head.text in result.reason
+
+
+def test_no_vocabulary_noun_is_skipped_with_reason(parser):
+    results = parser.parse(["a dog on a couch", "", "a red circle"])
+    for result in results[:2]:
+        assert result.status == "skipped" and result.components == []
+        assert "no noun of the vocabulary" in result.reason
+    assert results[2].status == "ok" and results[2].reason is None
+
+
+def test_results_follow_input_order_in_a_batch(parser):
+    captions = [f"a red {shape}" for shape in ("circle", "square", "triangle", "star", "hexagon")] * 3
+    assert [r.components[0].label for r in parser.parse(captions)] == [c.split()[-1] for c in captions]
+
+
+def test_component_dict_round_trip(parser):
+    component = parse_one(parser, "two red circles").components[0]
+    assert Component.from_dict({**component.to_dict(), "unknown": 1}) == component
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown backend"):
+        get_parser({**PARSE_CONFIG, "backend": "regex"})
+
+
+def test_run_shard_writes_one_json_per_caption_with_hard_negatives(tmp_path):
+    captions = ["there are two red circles and a large blue star",
+                "a small green square to the left of a yellow triangle",
+                "a dog on a couch"]
+    truth, out = [], []
+    for slot, caption in enumerate(captions):
+        path = tmp_path / "data" / f"{slot}.json"
+        write_json(path, {"image_id": f"train-0000-{slot:03d}", "caption": caption})
+        truth.append(str(path))
+        out.append(str(tmp_path / "parse" / f"{slot}.json"))
+    run_shard({**PARSE_CONFIG, "hard_negatives": True, "seed": 0}, truth, out)
+    assert sorted(p.name for p in (tmp_path / "parse").iterdir()) == ["0.json", "1.json", "2.json"]
+    records = [read_json(path) for path in out]
+    for slot, (record, caption) in enumerate(zip(records, captions)):
+        assert record["image_id"] == f"train-0000-{slot:03d}" and record["caption"] == caption
+        assert isinstance(record["hard_negatives"], list)
+        for negative in record["hard_negatives"]:
+            # a swap negative reuses the caption's words in another order
+            assert negative["text"] != caption and sorted(negative["text"].split()) == sorted(caption.split())
+            assert negative["swap_type"]
+    assert [c["text"] for c in records[0]["components"]] == ["two red circles", "a large blue star"]
+    assert records[0]["components"][0]["count"] == 2
+    # two multi-word noun chunks: at least NegCLIP's noun_chunk swap exists for caption 0
+    assert any(n["swap_type"] == "noun_chunk" for n in records[0]["hard_negatives"])
+    assert records[2]["status"] == "skipped" and records[2]["components"] == []
+
+
+def test_run_shard_without_hard_negatives_stores_empty_lists(tmp_path):
+    path = tmp_path / "0.json"
+    write_json(path, {"image_id": "val-0000-000", "caption": "a red circle and a blue star"})
+    run_shard({**PARSE_CONFIG, "hard_negatives": False}, [str(path)], [str(tmp_path / "out.json")])
+    record = read_json(tmp_path / "out.json")
+    assert record["hard_negatives"] == [] and len(record["components"]) == 2

@@ -1,0 +1,92 @@
+"""The whole workflow on the tiny config: report, power-set counts, caching, config errors."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
+             "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "tests" / "config_tiny.yaml")]
+
+
+def snakemake(workdir, *args, check=True):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def planned_jobs(workdir, *args) -> dict[str, int]:
+    """Rule -> job count of a dry run (empty when there is nothing to do)."""
+    out = snakemake(workdir, "-n", *args)
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if rule != "total"}
+
+
+@pytest.fixture(scope="module")
+def workflow_dir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.mark.slow
+def test_report_names_every_method_and_suite(workflow_dir):
+    import yaml
+
+    report = (workflow_dir / "results" / "report" / "report.html").read_text()
+    suites = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["eval"]["suites"]
+    for name in ["baseline", "negclip", "ours", *suites]:
+        assert name in report, name
+    assert report.count("data:image/png;base64,") > 10  # figures and the gallery are embedded
+    scores = (workflow_dir / "results" / "report" / "scores.csv").read_text()
+    assert "blind_accuracy" in scores and "code_version" in scores
+
+
+@pytest.mark.slow
+def test_every_image_has_all_its_duals_and_dual_texts(workflow_dir):
+    results = workflow_dir / "results"
+    checked = 0
+    for detect_file in (results / "detect" / "train").glob("*/[0-9]*.json"):
+        shard, slot = detect_file.parent.name, detect_file.stem
+        k = sum(c["found"] for c in json.loads(detect_file.read_text())["components"])
+        duals = json.loads((results / "inpaint" / "train" / shard / slot / "duals.json").read_text())["duals"]
+        texts = json.loads((results / "rewrite" / "train" / shard / f"{slot}.json").read_text())["duals"]
+        assert len(duals) == len(texts) == 2**k - 1
+        assert len(list((results / "inpaint" / "train" / shard / slot).glob("drop-*.png"))) == 2**k - 1
+        checked += 1
+    assert checked == 24
+
+
+@pytest.mark.slow
+def test_caching_reruns_only_what_changed(workflow_dir):
+    assert planned_jobs(workflow_dir) == {}  # a second run has nothing to do
+    # deleting one image's output recomputes only its shard (and what depends on it)
+    (workflow_dir / "results" / "parse" / "train" / "1" / "3.json").unlink()
+    jobs = planned_jobs(workflow_dir)
+    assert jobs["parse"] == 1 and jobs["detect"] == 1 and jobs["inpaint"] == 1 and jobs["rewrite"] == 1
+    assert "download" not in jobs and "build_suites" not in jobs
+    snakemake(workflow_dir)
+    # more images compute only the new shard
+    jobs = planned_jobs(workflow_dir, "--config", "dataset={'name': 'shapes', 'seed': 0, 'n_train': 36, 'n_val': 12, 'n_test': 48, 'image_size': 64}")
+    assert jobs["download"] == 1 and jobs["parse"] == 1 and jobs["inpaint"] == 1
+    # one stage's parameters rerun that stage and everything downstream, nothing upstream
+    jobs = planned_jobs(workflow_dir, "--config", "inpaint={'backend': 'opencv', 'method': 'telea', 'radius': 5, 'dilation': 2}")
+    assert jobs["inpaint"] == 2 and "parse" not in jobs and "detect" not in jobs and "download" not in jobs
+    assert jobs["train"] == 1  # only ours uses dual images
+
+
+def test_bad_config_stops_with_a_message_naming_the_key(tmp_path):
+    result = snakemake(tmp_path, "-n", "--config", "shard_size=0", check=False)
+    assert result.returncode != 0 and "shard_size" in result.stderr + result.stdout
+    result = snakemake(tmp_path, "-n", "--config", "shard_sise=10", check=False)
+    assert result.returncode != 0 and "shard_sise" in result.stderr + result.stdout
