@@ -28,6 +28,6 @@ report: "report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         f"{RESULTS}/report/report.html",
-    default_target: True

@@ -45,6 +45,13 @@ def finish_shard(snakemake) -> None:
                           "n_files": len(files), "files": files, "code_version": code_version()})
 
 
+def shard_files(manifest: str, shard_size: int, pattern: str) -> list[str]:
+    """Per-slot paths of one shard beside its manifest, e.g. pattern "{slot}.png"."""
+    from pathlib import Path
+
+    return [str(Path(str(manifest)).parent / pattern.format(slot=slot)) for slot in range(int(shard_size))]
+
+
 def per_image_files(manifests: list[str], n_images: int, shard_size: int, pattern: str) -> list[str]:
     """Per-image paths of the first ``n_images`` from the shards' manifest paths,
     e.g. pattern "{slot}.json" or "{slot}/duals.json"."""

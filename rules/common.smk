@@ -6,6 +6,7 @@ SLOTS = list(range(SHARD_SIZE))
 ENV = "../envs/dualclip.yaml"
 PY = "python"
 
+
 wildcard_constraints:
     split="train|val|test",
     shard=r"\d+",
@@ -23,12 +24,17 @@ def without_sizes(section):
     return {key: value for key, value in section.items() if not key.startswith("n_")}
 
 
-def slot_files(stage, split, shard, pattern):
-    return expand(f"{RESULTS}/{stage}/{split}/{shard}/{pattern}", slot=SLOTS)
+def shard_manifest(stage):
+    """The same shard's manifest of an upstream stage: a shard job depends on it, not on
+    every per-image file (Snakemake records inputs per output: per-image inputs would
+    make that metadata grow as the square of the shard size)."""
+    return f"{RESULTS}/{stage}/{{split}}/{{shard}}/manifest.json"
 
 
 def shard_outputs(stage, pattern):
-    return expand(RESULTS + "/" + stage + "/{{split}}/{{shard}}/" + pattern, slot=SLOTS)
+    return expand(
+        f"{RESULTS}/{stage}/{{{{split}}}}/{{{{shard}}}}/{pattern}", slot=SLOTS
+    )
 
 
 def download_prerequisites(wildcards):
@@ -47,22 +53,35 @@ def uses_duals(method):
 
 
 def uses_parse(method):
-    return method in ("negclip", "ours+negclip")  # NegCLIP's swap negatives live in the parse records
+    return method in (
+        "negclip",
+        "ours+negclip",
+    )  # NegCLIP's swap negatives live in the parse records
 
 
 def manifests(stage, split, n_images):
     """The shard manifests covering the first n_images of a split."""
-    return [f"{RESULTS}/{stage}/{split}/{shard}/manifest.json" for shard in range(n_shards(n_images))]
+    return [
+        f"{RESULTS}/{stage}/{split}/{shard}/manifest.json"
+        for shard in range(n_shards(n_images))
+    ]
 
 
 def train_inputs(wildcards):
     """Shard manifests (not per-image files) of every stage the method reads."""
     n, method = int(wildcards.n), wildcards.method
-    files = {"data": manifests("data", "train", n), "val": manifests("data", "val", config["dataset"]["n_val"])}
+    files = {
+        "data": manifests("data", "train", n),
+        "val": manifests("data", "val", config["dataset"]["n_val"]),
+    }
     files["parse"] = manifests("parse", "train", n) if uses_parse(method) else []
     files["rewrite"] = manifests("rewrite", "train", n) if uses_duals(method) else []
     files["inpaint"] = manifests("inpaint", "train", n) if uses_duals(method) else []
-    files["filter"] = manifests("filter", "train", n) if uses_duals(method) and config["filter"]["enabled"] else []
+    files["filter"] = (
+        manifests("filter", "train", n)
+        if uses_duals(method) and config["filter"]["enabled"]
+        else []
+    )
     return files
 
 
@@ -71,10 +90,21 @@ def training_runs():
     on the extra data sizes that price a dual in real-image equivalents."""
     train = config["train"]
     n_train = config["dataset"]["n_train"]
-    runs = [(method, n_train, seed) for method in train["methods"] for seed in train["seeds"]]
+    runs = [
+        (method, n_train, seed)
+        for method in train["methods"]
+        for seed in train["seeds"]
+    ]
     if train.get("zeroshot", False):
-        runs.append(("zeroshot", n_train, train["seeds"][0]))  # the untrained starting model
-    runs += [("baseline", size, seed) for size in train["data_sizes"] for seed in train["seeds"] if size != n_train]
+        runs.append(
+            ("zeroshot", n_train, train["seeds"][0])
+        )  # the untrained starting model
+    runs += [
+        ("baseline", size, seed)
+        for size in train["data_sizes"]
+        for seed in train["seeds"]
+        if size != n_train
+    ]
     return runs
 
 
@@ -99,3 +129,131 @@ def train_logs():
 def n_train_shards_for_download():
     sizes = [config["dataset"]["n_train"], *config["train"]["data_sizes"]]
     return n_shards(max(sizes))
+
+
+# ---- real benchmarks (rules/benchmarks.smk)
+import json as _json
+from pathlib import Path as _Path
+
+BENCHMARK_NAMES = [
+    "sugarcrepe",
+    "valse",
+    "vg_relation",
+    "vg_attribution",
+    "coco_order",
+    "flickr30k_order",
+    "coco_retrieval",
+]
+
+with open(
+    _Path(workflow.basedir) / "dualclip" / "benchmarks" / "data" / "sources.json"
+) as _handle:
+    BENCHMARK_SOURCES = _json.load(_handle)
+
+
+def configured_benchmarks():
+    """Benchmark name -> its config section with defaults (empty when none is configured)."""
+    section = config.get("benchmarks") or {}
+    unknown = [name for name in section if name not in BENCHMARK_NAMES]
+    if unknown:
+        raise ValueError(
+            f"config benchmarks: unknown benchmark(s) {unknown}; choose from {BENCHMARK_NAMES}"
+        )
+    defaults = {
+        "annotations": None,
+        "images": None,
+        "download_images": False,
+        "verify_checksums": True,
+        "pieces": None,
+    }
+    out = {name: {**defaults, **(settings or {})} for name, settings in section.items()}
+    for name, settings in out.items():
+        entry = BENCHMARK_SOURCES["benchmarks"][name]
+        if isinstance(settings["images"], dict):
+            bad = [
+                key
+                for key in settings["images"]
+                if key not in entry["images"] and key not in entry["pieces"]
+            ]
+            if bad:
+                raise ValueError(
+                    f"config benchmarks.{name}.images: unknown key(s) {bad}; "
+                    f"image sources are {list(entry['images'])}"
+                )
+    return out
+
+
+def benchmark_section(name):
+    benchmarks = configured_benchmarks()
+    if name not in benchmarks:
+        raise ValueError(
+            f"benchmark {name!r} is not in the config's benchmarks: section "
+            f"(configured: {list(benchmarks)}); see config/benchmarks_example.yaml"
+        )
+    return benchmarks[name]
+
+
+def benchmark_pieces(name):
+    """(piece, image source) pairs the benchmark evaluates (a piece is skipped whole when
+    its images are missing); SugarCrepe and VALSE may select pieces with `pieces:`."""
+    known = BENCHMARK_SOURCES["benchmarks"][name]["pieces"]
+    wanted = benchmark_section(name)["pieces"] or list(known)
+    unknown = [piece for piece in wanted if piece not in known]
+    if unknown or (
+        benchmark_section(name)["pieces"] and name not in ("sugarcrepe", "valse")
+    ):
+        raise ValueError(
+            f"config benchmarks.{name}.pieces: {unknown or wanted} not allowed; "
+            f"sugarcrepe and valse choose from their pieces, the others have none"
+        )
+    return [(piece, known[piece]) for piece in wanted]
+
+
+def benchmark_image_archives(wildcards):
+    """Marker files of the image archives that `download_images: true` asks for: image
+    sources without a configured folder that have a public archive (the same rule as
+    dualclip.benchmarks.stage.archives_needed). Shared archives download once."""
+    settings = benchmark_section(wildcards.benchmark)
+    if not settings["download_images"]:
+        return []
+    sources = BENCHMARK_SOURCES["benchmarks"][wildcards.benchmark]["images"]
+    images = settings["images"]
+    archives = []
+    for piece, source in benchmark_pieces(wildcards.benchmark):
+        folder = (
+            images
+            if isinstance(images, str)
+            else (images or {}).get(piece) or (images or {}).get(source)
+        )
+        archive = sources[source]["archive"]
+        if not folder and archive and archive not in archives:
+            archives.append(archive)
+    return [
+        f"{RESULTS}/benchmark_data/images/{archive}/archive.json"
+        for archive in archives
+    ]
+
+
+def benchmark_local_annotations(wildcards):
+    """Files of a local `annotations` folder (or file), so that editing them reruns the job."""
+    settings = benchmark_section(wildcards.benchmark)
+    local = settings["annotations"]
+    if not local:
+        return []
+    if _Path(local).is_file():
+        return [local]
+    names = list(BENCHMARK_SOURCES["benchmarks"][wildcards.benchmark]["files"])
+    if settings["pieces"]:
+        names = [f"{piece}.json" for piece in settings["pieces"]]
+    return [
+        str(_Path(local) / name) for name in names if (_Path(local) / name).is_file()
+    ]
+
+
+def benchmark_eval_outputs():
+    """Score CSVs of every training run on every configured benchmark."""
+    return [
+        f"{run_dir('eval', m, n, s)}/{b}.csv"
+        for m, n, s in training_runs()
+        for b in configured_benchmarks()
+    ]

@@ -6,21 +6,21 @@ rule download:
         images=shard_outputs("data", "{slot}.png"),
         truth=shard_outputs("data", "{slot}.json"),
         manifest=f"{RESULTS}/data/{{split}}/{{shard}}/manifest.json",
-    params:
-        dataset=without_sizes(config["dataset"]),
-        shard_size=SHARD_SIZE,
     log:
         f"{RESULTS}/logs/download/{{split}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/download/{{split}}/{{shard}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     group:
         "shards"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        dataset=without_sizes(config["dataset"]),
+        shard_size=SHARD_SIZE,
     script:
         "../scripts/download.py"
 
@@ -29,15 +29,15 @@ rule prepare_coco:
     """COCO annotations in dataset.root (fetched, verified and safely extracted when allowed)."""
     output:
         f"{RESULTS}/data/coco_prepared.json",
-    params:
-        dataset=without_sizes(config["dataset"]),
     log:
         f"{RESULTS}/logs/download/prepare_coco.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        ENV
+    params:
+        dataset=without_sizes(config["dataset"]),
     script:
         "../scripts/prepare_coco.py"

@@ -4,19 +4,19 @@ rule build_suites:
         manifests("data", "test", config["dataset"]["n_test"]),
     output:
         f"{RESULTS}/eval/suites.json",
+    log:
+        f"{RESULTS}/logs/eval/build_suites.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
     params:
         dataset=config["dataset"],
         shard_size=SHARD_SIZE,
         inpaint=config["inpaint"],
         eval=config["eval"],
-    log:
-        f"{RESULTS}/logs/eval/build_suites.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    conda:
-        ENV
     script:
         "../scripts/build_suites.py"
 
@@ -29,18 +29,18 @@ rule eval_synthetic:
     output:
         scores=f"{RESULTS}/eval/{{method}}/n{{n}}/seed{{seed}}/synthetic.csv",
         per_item=f"{RESULTS}/eval/{{method}}/n{{n}}/seed{{seed}}/synthetic_items.csv",
-    params:
-        eval=config["eval"],
-        device=config["device"],
     log:
         f"{RESULTS}/logs/eval/{{method}}/n{{n}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval/{{method}}/n{{n}}/seed{{seed}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        eval=config["eval"],
+        device=config["device"],
     script:
         "../scripts/eval.py"

@@ -5,23 +5,45 @@ rule report:
         summaries=train_summaries(),
         train_logs=train_logs(),
         suites=lambda w: [f"{RESULTS}/eval/suites.json"] if synthetic_suites() else [],
-        gallery=[f"{RESULTS}/{stage}/train/0/manifest.json" for stage in ("data", "rewrite", "inpaint")],
+        gallery=[
+            f"{RESULTS}/{stage}/train/0/manifest.json"
+            for stage in ("data", "rewrite", "inpaint")
+        ],
     output:
-        html=report(f"{RESULTS}/report/report.html", caption="../report/report.rst", category="Report"),
-        table=report(f"{RESULTS}/report/scores.csv", caption="../report/scores.rst", category="Results"),
-        summary=report(f"{RESULTS}/report/summary.csv", caption="../report/summary.rst", category="Results"),
-        figure=report(f"{RESULTS}/report/suites.png", caption="../report/suites.rst", category="Figures"),
-        curves=report(f"{RESULTS}/report/training_curves.png", caption="../report/curves.rst", category="Figures"),
-    params:
-        config=config,
-        results=RESULTS,
+        html=report(
+            f"{RESULTS}/report/report.html",
+            caption="../report/report.rst",
+            category="Report",
+        ),
+        table=report(
+            f"{RESULTS}/report/scores.csv",
+            caption="../report/scores.rst",
+            category="Results",
+        ),
+        summary=report(
+            f"{RESULTS}/report/summary.csv",
+            caption="../report/summary.rst",
+            category="Results",
+        ),
+        figure=report(
+            f"{RESULTS}/report/suites.png",
+            caption="../report/suites.rst",
+            category="Figures",
+        ),
+        curves=report(
+            f"{RESULTS}/report/training_curves.png",
+            caption="../report/curves.rst",
+            category="Figures",
+        ),
     log:
         f"{RESULTS}/logs/report.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        config=config,
     script:
         "../scripts/report.py"

@@ -6,21 +6,25 @@ rule train:
         model=f"{RESULTS}/train/{{method}}/n{{n}}/seed{{seed}}/model.pt",
         log_csv=f"{RESULTS}/train/{{method}}/n{{n}}/seed{{seed}}/train_log.csv",
         summary=f"{RESULTS}/train/{{method}}/n{{n}}/seed{{seed}}/summary.json",
-    params:
-        model=config["model"],
-        train={k: v for k, v in config["train"].items() if k not in ("methods", "seeds", "data_sizes")},
-        device=config["device"],
-        n_val=config["dataset"]["n_val"],
-        shard_size=SHARD_SIZE,
     log:
         f"{RESULTS}/logs/train/{{method}}/n{{n}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{method}}/n{{n}}/seed{{seed}}.tsv"
+    conda:
+        ENV
     threads: 8  # capped at --cores by Snakemake
     resources:
         mem_mb=8000,
         runtime=240,
-    conda:
-        ENV
+    params:
+        model=config["model"],
+        train={
+            k: v
+            for k, v in config["train"].items()
+            if k not in ("methods", "seeds", "data_sizes", "zeroshot")
+        },
+        device=config["device"],
+        n_val=config["dataset"]["n_val"],
+        shard_size=SHARD_SIZE,
     script:
         "../scripts/train.py"

@@ -2,14 +2,15 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the dualclip package beside the workflow (conda envs)
 from dualclip.detect import run_shard
-from dualclip.workflow import finish_shard, start, with_device
+from dualclip.workflow import finish_shard, shard_files, start, with_device
 
 start(snakemake)
+size = snakemake.params.shard_size
 run_shard(
     with_device(snakemake.params.detect, snakemake.params.device),
-    list(snakemake.input.images),
-    list(snakemake.input.truth),
-    list(snakemake.input.parse),
+    shard_files(snakemake.input.data, size, "{slot}.png"),
+    shard_files(snakemake.input.data, size, "{slot}.json"),
+    shard_files(snakemake.input.parse, size, "{slot}.json"),
     list(snakemake.output.records),
 )
 finish_shard(snakemake)

@@ -83,7 +83,7 @@ def test_prepare_local_folder_records_checksums_and_skips_pieces_without_images(
     images, removed = sugarcrepe_images(tmp_path)
     config = config_for(tmp_path, sugarcrepe={"annotations": str(FIX / "sugarcrepe"), "images": str(images),
                                               "verify_checksums": False})
-    out = tmp_path / "results" / "benchmarks" / "sugarcrepe"
+    out = tmp_path / "results" / "benchmark_data" / "sugarcrepe"
     ready = stage.prepare("sugarcrepe", config, out)
     assert json.loads((out / "ready.json").read_text()) == json.loads(json.dumps(ready))
     assert ready["annotations_from"] == str((FIX / "sugarcrepe").resolve())
@@ -185,7 +185,7 @@ def test_download_records_checksum_in_lock_then_verifies_and_rejects_html(tmp_pa
     content["/drive.json"] = b"<!DOCTYPE html><html><body>Google Drive can't scan this file</body></html>"
     monkeypatch.setattr(stage, "annotation_urls", lambda b: {"coco_karpathy_test.json": f"{base}/karpathy.json"})
     config = config_for(tmp_path, coco_order={})
-    out = tmp_path / "results" / "benchmarks" / "coco_order"
+    out = tmp_path / "results" / "benchmark_data" / "coco_order"
     ready = stage.prepare("coco_order", config, out)
     (rec,) = ready["files"]
     assert rec["sha256"] == sha256(KARPATHY) and rec["source"] == f"{base}/karpathy.json"
@@ -227,7 +227,7 @@ def test_download_images_opt_in_fetches_and_extracts_the_archive(tmp_path, local
                 "pieces": ["swap_att", "swap_obj"]}
     config = config_for(tmp_path, sugarcrepe=settings)
     assert stage.archives_needed("sugarcrepe", {**stage.DEFAULTS, **settings}) == ["coco_val2017"]
-    marker = tmp_path / "results" / "benchmarks" / "images" / "coco_val2017" / "archive.json"
+    marker = tmp_path / "results" / "benchmark_data" / "images" / "coco_val2017" / "archive.json"
     record = stage.prepare_archive("coco_val2017", config, marker)
     assert record["n_files"] == len(set(sugarcrepe_names("swap_att")))
     assert record["sha256"] == hashlib.sha256(content["/val2017.zip"]).hexdigest()
@@ -235,7 +235,7 @@ def test_download_images_opt_in_fetches_and_extracts_the_archive(tmp_path, local
     assert not (marker.parent / "val2017.zip").exists()  # deleted once extracted
     lock = json.loads((marker.parent / "sha256.lock.json").read_text())
     assert lock[f"{base}/val2017.zip"]["sha256"] == record["sha256"]
-    ready = stage.prepare("sugarcrepe", config, tmp_path / "results" / "benchmarks" / "sugarcrepe")
+    ready = stage.prepare("sugarcrepe", config, tmp_path / "results" / "benchmark_data" / "sugarcrepe")
     pieces = {p["piece"]: p for p in ready["pieces"]}
     assert pieces["swap_att"]["status"] == "ready" and pieces["swap_att"]["folder_from"] == "archive coco_val2017"
     assert Path(pieces["swap_att"]["folder"]) == marker.parent / "val2017"
@@ -261,7 +261,7 @@ def model_file(tmp_path_factory):
 
 def _evaluate(tmp_path, model_file, benchmark, settings):
     config = config_for(tmp_path, **{benchmark: settings})
-    stage.prepare(benchmark, config, tmp_path / "results" / "benchmarks" / benchmark)
+    stage.prepare(benchmark, config, tmp_path / "results" / "benchmark_data" / benchmark)
     out = tmp_path / "eval" / f"{benchmark}.csv"
     stage.evaluate(model_file, benchmark, config, out, tmp_path / "eval" / f"{benchmark}_items.csv", device="cpu")
     scores = pd.read_csv(out)
@@ -361,7 +361,7 @@ def test_eval_with_every_piece_skipped_writes_empty_scores(tmp_path, model_file)
 def test_schema_fragment_accepts_the_example_and_rejects_mistakes():
     import jsonschema
 
-    fragment = yaml.safe_load((REPO / "config" / "benchmarks_schema_fragment.yaml").read_text())
+    fragment = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["properties"]["benchmarks"]
     example = yaml.safe_load((REPO / "config" / "benchmarks_example.yaml").read_text())["benchmarks"]
     jsonschema.validate(example, fragment)
     assert set(example) == set(stage.BENCHMARK_NAMES)
@@ -388,26 +388,7 @@ def test_sources_pieces_match_the_loaders():
         assert set(entry["pieces"].values()) <= set(entry["images"]), name
 
 
-def _workflow_copy(tmp_path: Path) -> Path:
-    wf = tmp_path / "wf"
-    wf.mkdir()
-    shutil.copy(REPO / "Snakefile", wf / "Snakefile")
-    for folder in ("rules", "scripts", "config", "envs", "report", "dualclip"):
-        shutil.copytree(REPO / folder, wf / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    snakefile = (wf / "Snakefile").read_text()
-    snakefile, n = re.subn(r"^rule all:", 'include: "rules/benchmarks.smk"\n\n\nrule all:', snakefile, flags=re.M)
-    assert n == 1
-    snakefile, n = re.subn(r"(^rule all:\n    input:\n)", r"\1        benchmark_eval_outputs(),\n", snakefile, flags=re.M)
-    assert n == 1
-    (wf / "Snakefile").write_text(snakefile)
-    schema = yaml.safe_load((wf / "config" / "schema.yaml").read_text())
-    schema["properties"]["benchmarks"] = yaml.safe_load((wf / "config" / "benchmarks_schema_fragment.yaml").read_text())
-    (wf / "config" / "schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
-    return wf
-
-
 def test_dry_run_lists_benchmark_jobs(tmp_path):
-    wf = _workflow_copy(tmp_path)
     bench = {"benchmarks": {
         "sugarcrepe": {"annotations": str(FIX / "sugarcrepe"), "images": str(tmp_path / "coco"), "verify_checksums": False},
         "vg_relation": {"annotations": str(VGR)},
@@ -415,8 +396,8 @@ def test_dry_run_lists_benchmark_jobs(tmp_path):
     }}
     (tmp_path / "bench.yaml").write_text(yaml.safe_dump(bench))
     work = tmp_path / "work"
-    command = [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "--directory", str(work), "-n",
-               "--cores", "1", "--configfile", str(wf / "config" / "config.yaml"),
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "-n",
+               "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"),
                str(REPO / "tests" / "config_tiny.yaml"), str(tmp_path / "bench.yaml")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
@@ -427,7 +408,7 @@ def test_dry_run_lists_benchmark_jobs(tmp_path):
     assert int(jobs["download_benchmark"]) == 3
     assert int(jobs["eval_benchmark"]) == 3 * runs
     assert int(jobs["download_image_archive"]) == 1  # COCO val2014, for retrieval only
-    assert "results/benchmarks/images/coco_val2014/archive.json" in text
+    assert "results/benchmark_data/images/coco_val2014/archive.json" in text
     assert "results/eval/ours/n24/seed0/sugarcrepe.csv" in text
     # a typo in the section stops the run before any job, naming the key
     bench["benchmarks"]["vg_relation"]["image"] = "/x"

@@ -139,7 +139,7 @@ def needed_files(benchmark: str, sec: dict) -> list[str]:
 
 
 def images_root(config: dict) -> Path:
-    return Path(config.get("results_dir", "results")) / "benchmarks" / "images"
+    return Path(config.get("results_dir", "results")) / "benchmark_data" / "images"
 
 
 def image_folder(benchmark: str, sec: dict, piece: str, source: str, root: Path) -> tuple[Path | None, str]:
@@ -386,7 +386,7 @@ def prepare(benchmark: str, config: dict, out_dir: str | os.PathLike) -> dict:
 
 def prepare_archive(archive: str, config: dict, out_file: str | os.PathLike) -> dict:
     """Download (resumable, checksum recorded then verified) and safely extract one image
-    archive into ``<results>/benchmarks/images/<archive>/``; the archive is deleted after
+    archive into ``<results>/benchmark_data/images/<archive>/``; the archive is deleted after
     a successful extraction. Writes ``out_file`` (the rule's marker)."""
     from dualclip.io import write_json
 
@@ -480,7 +480,7 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
              skips_csv=None, batch_size: int | None = None, num_workers: int = 0) -> pd.DataFrame:
     """Score one trained run on one prepared benchmark; returns the long-format scores.
 
-    ``ready_file`` defaults to ``<results>/benchmarks/<benchmark>/ready.json``;
+    ``ready_file`` defaults to ``<results>/benchmark_data/<benchmark>/ready.json``;
     ``skips_csv`` to ``<out_csv stem>_skips.csv`` beside ``out_csv``.
     """
     import torch
@@ -495,7 +495,7 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
 
     out_csv = Path(out_csv)
     ready_file = Path(ready_file) if ready_file else (
-        Path(config.get("results_dir", "results")) / "benchmarks" / benchmark / "ready.json")
+        Path(config.get("results_dir", "results")) / "benchmark_data" / benchmark / "ready.json")
     skips_csv = Path(skips_csv) if skips_csv else out_csv.with_name(f"{out_csv.stem}_skips.csv")
     with open(ready_file, encoding="utf-8") as f:
         ready = json.load(f)
