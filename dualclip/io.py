@@ -93,11 +93,6 @@ def image_id(split: str, shard: int, slot: int) -> str:
     return f"{split}-{int(shard):04d}-{int(slot):03d}"
 
 
-def parse_image_id(value: str) -> tuple[str, int, int]:
-    split, shard, slot = value.rsplit("-", 2)
-    return split, int(shard), int(slot)
-
-
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """The git commit of the code that produced a result (with '+dirty' when modified)."""

@@ -1,4 +1,6 @@
+import json
 import math
+from pathlib import Path
 
 RESULTS = config["results_dir"]
 SHARD_SIZE = config["shard_size"]
@@ -48,6 +50,16 @@ def synthetic_suites():
     return config["dataset"]["name"] == "shapes"
 
 
+def gallery_inputs():
+    """Shard 0 of the dual stages, shown in the report when a method trains on duals."""
+    if not any(uses_duals(method) for method in config["train"]["methods"]):
+        return []
+    return [
+        f"{RESULTS}/{stage}/train/0/manifest.json"
+        for stage in ("data", "rewrite", "inpaint")
+    ]
+
+
 def uses_duals(method):
     return method.startswith("ours")
 
@@ -83,6 +95,44 @@ def train_inputs(wildcards):
         else []
     )
     return files
+
+
+def train_params(method):
+    """The train settings a method's result depends on: changing another method's
+    settings (negclip.k, use_failed_rewrites), the epochs of the unused compute mode,
+    or how often to checkpoint must not rerun it."""
+    settings = dict(config["train"])
+    for key in ("methods", "seeds", "data_sizes", "zeroshot", "checkpoint_every"):
+        settings.pop(key, None)
+    if method not in ("negclip", "ours+negclip"):
+        settings.pop("negclip", None)
+    if not uses_duals(method):
+        settings.pop("use_failed_rewrites", None)
+    settings.pop(
+        "epochs" if settings["compute"] == "equal_compute" else "budget_images", None
+    )
+    return settings
+
+
+def model_config_file():
+    """The architecture JSON when the model is one of dualclip's (editing it reruns training)."""
+    path = (
+        Path(workflow.basedir)
+        / "dualclip"
+        / "model_configs"
+        / f"{config['model']['name']}.json"
+    )
+    return [str(path)] if path.exists() else []
+
+
+def prompt_files(stage):
+    """An LLM backend's prompt file is an input: editing the prompt reruns the stage."""
+    section = config[stage]
+    return (
+        [section["prompt"]]
+        if section["backend"] == "llm" and section.get("prompt")
+        else []
+    )
 
 
 def training_runs():
@@ -126,14 +176,7 @@ def train_logs():
     return [f"{run_dir('train', m, n, s)}/train_log.csv" for m, n, s in training_runs()]
 
 
-def n_train_shards_for_download():
-    sizes = [config["dataset"]["n_train"], *config["train"]["data_sizes"]]
-    return n_shards(max(sizes))
-
-
 # ---- real benchmarks (rules/benchmarks.smk)
-import json as _json
-from pathlib import Path as _Path
 
 BENCHMARK_NAMES = [
     "sugarcrepe",
@@ -146,9 +189,9 @@ BENCHMARK_NAMES = [
 ]
 
 with open(
-    _Path(workflow.basedir) / "dualclip" / "benchmarks" / "data" / "sources.json"
+    Path(workflow.basedir) / "dualclip" / "benchmarks" / "data" / "sources.json"
 ) as _handle:
-    BENCHMARK_SOURCES = _json.load(_handle)
+    BENCHMARK_SOURCES = json.load(_handle)
 
 
 def configured_benchmarks():
@@ -240,14 +283,12 @@ def benchmark_local_annotations(wildcards):
     local = settings["annotations"]
     if not local:
         return []
-    if _Path(local).is_file():
+    if Path(local).is_file():
         return [local]
     names = list(BENCHMARK_SOURCES["benchmarks"][wildcards.benchmark]["files"])
     if settings["pieces"]:
         names = [f"{piece}.json" for piece in settings["pieces"]]
-    return [
-        str(_Path(local) / name) for name in names if (_Path(local) / name).is_file()
-    ]
+    return [str(Path(local) / name) for name in names if (Path(local) / name).is_file()]
 
 
 def benchmark_eval_outputs():

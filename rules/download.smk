@@ -5,6 +5,7 @@ rule download:
     output:
         images=shard_outputs("data", "{slot}.png"),
         truth=shard_outputs("data", "{slot}.json"),
+        labels=shard_outputs("data", "{slot}.labels.png") if synthetic_suites() else [],
         manifest=f"{RESULTS}/data/{{split}}/{{shard}}/manifest.json",
     log:
         f"{RESULTS}/logs/download/{{split}}/{{shard}}.log",

@@ -3,7 +3,8 @@ rule build_suites:
     input:
         manifests("data", "test", config["dataset"]["n_test"]),
     output:
-        f"{RESULTS}/eval/suites.json",
+        suites=f"{RESULTS}/eval/suites.json",
+        images=directory(f"{RESULTS}/eval/images"),
     log:
         f"{RESULTS}/logs/eval/build_suites.log",
     conda:
@@ -13,10 +14,16 @@ rule build_suites:
         mem_mb=2000,
         runtime=20,
     params:
-        dataset=config["dataset"],
+        # only what the suites depend on: more train images or other train-time
+        # inpainting settings must not rebuild them (and rerun every eval)
+        n_test=config["dataset"]["n_test"],
+        inpaint={
+            k: v
+            for k, v in config["inpaint"].items()
+            if k in ("method", "radius", "dilation")
+        },
+        eval={key: config["eval"][key] for key in ("suites", "seed")},
         shard_size=SHARD_SIZE,
-        inpaint=config["inpaint"],
-        eval=config["eval"],
     script:
         "../scripts/build_suites.py"
 

@@ -2,6 +2,7 @@ rule parse:
     """Key noun components (and NegCLIP swap negatives) of each caption of a shard."""
     input:
         data=shard_manifest("data"),
+        prompt=prompt_files("parse"),
     output:
         records=shard_outputs("parse", "{slot}.json"),
         manifest=f"{RESULTS}/parse/{{split}}/{{shard}}/manifest.json",

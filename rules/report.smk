@@ -5,10 +5,7 @@ rule report:
         summaries=train_summaries(),
         train_logs=train_logs(),
         suites=lambda w: [f"{RESULTS}/eval/suites.json"] if synthetic_suites() else [],
-        gallery=[
-            f"{RESULTS}/{stage}/train/0/manifest.json"
-            for stage in ("data", "rewrite", "inpaint")
-        ],
+        gallery=gallery_inputs(),
     output:
         html=report(
             f"{RESULTS}/report/report.html",

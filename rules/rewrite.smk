@@ -3,6 +3,7 @@ rule rewrite:
     input:
         parse=shard_manifest("parse"),
         detect=shard_manifest("detect"),
+        prompt=prompt_files("rewrite"),
     output:
         records=shard_outputs("rewrite", "{slot}.json"),
         manifest=f"{RESULTS}/rewrite/{{split}}/{{shard}}/manifest.json",

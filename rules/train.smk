@@ -2,6 +2,7 @@ rule train:
     """One (method, train-set size, seed) run; resumes from its checkpoint when killed."""
     input:
         unpack(train_inputs),
+        model_config=model_config_file(),
     output:
         model=f"{RESULTS}/train/{{method}}/n{{n}}/seed{{seed}}/model.pt",
         log_csv=f"{RESULTS}/train/{{method}}/n{{n}}/seed{{seed}}/train_log.csv",
@@ -18,11 +19,7 @@ rule train:
         runtime=240,
     params:
         model=config["model"],
-        train={
-            k: v
-            for k, v in config["train"].items()
-            if k not in ("methods", "seeds", "data_sizes", "zeroshot")
-        },
+        train=lambda w: train_params(w.method),
         device=config["device"],
         n_val=config["dataset"]["n_val"],
         shard_size=SHARD_SIZE,

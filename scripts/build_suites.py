@@ -5,7 +5,12 @@ from dualclip.eval import build
 from dualclip.workflow import per_image_files, start
 
 start(snakemake)
-test_n = snakemake.params.dataset["n_test"]
-build(snakemake.params.dataset, snakemake.params.inpaint, snakemake.params.eval,
-      per_image_files(list(snakemake.input), test_n, snakemake.params.shard_size, "{slot}.png"),
-      per_image_files(list(snakemake.input), test_n, snakemake.params.shard_size, "{slot}.json"), snakemake.output[0])
+n_test, size = snakemake.params.n_test, snakemake.params.shard_size
+build(
+    {"backend": "opencv", **snakemake.params.inpaint},
+    snakemake.params.eval,
+    per_image_files(list(snakemake.input), n_test, size, "{slot}.png"),
+    per_image_files(list(snakemake.input), n_test, size, "{slot}.json"),
+    snakemake.output.suites,
+    snakemake.output.images,
+)

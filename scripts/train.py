@@ -7,7 +7,8 @@ from dualclip.workflow import start
 start(snakemake)
 run(
     model=snakemake.params.model,
-    train=snakemake.params.train,
+    # checkpoint_every does not change the result, so it is read here, not a param
+    train={**snakemake.params.train, "checkpoint_every": snakemake.config["train"].get("checkpoint_every", 100)},
     device=snakemake.params.device,
     method=snakemake.wildcards.method,
     seed=int(snakemake.wildcards.seed),

@@ -62,7 +62,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("suites")
     download_shard(DATASET, "test", 0, N_SCENES, root / "data")
     records = [(str(root / "data" / f"{slot}.png"), read_json(root / "data" / f"{slot}.json")) for slot in range(N_SCENES)]
-    counts = build_suites(DATASET, INPAINT, records, ALL_SUITES, 0, root / "eval" / "suites.json")
+    counts = build_suites(INPAINT, records, ALL_SUITES, 0, root / "eval" / "suites.json")
     suites = read_json(root / "eval" / "suites.json")
     scenes = {record["scene"]["index"]: record["scene"] for _, record in records}
     return root, counts, suites, scenes
@@ -265,8 +265,8 @@ def test_retrieval_entries_describe_their_scene(built):
 def test_build_is_deterministic(built, tmp_path):
     root, _, suites, _ = built
     records = [(str(root / "data" / f"{slot}.png"), read_json(root / "data" / f"{slot}.json")) for slot in range(20)]
-    build_suites(DATASET, INPAINT, records, ["sc_replace_att", "valse_counting"], 0, tmp_path / "a.json")
-    build_suites(DATASET, INPAINT, records, ["sc_replace_att", "valse_counting"], 0, tmp_path / "b.json")
+    build_suites(INPAINT, records, ["sc_replace_att", "valse_counting"], 0, tmp_path / "a.json")
+    build_suites(INPAINT, records, ["sc_replace_att", "valse_counting"], 0, tmp_path / "b.json")
     assert read_json(tmp_path / "a.json") == read_json(tmp_path / "b.json")
 
 
@@ -276,7 +276,7 @@ def test_missing_suite_is_a_clear_error(built, tmp_path):
     single = next(i for i, s in scenes.items() if len(s["objects"]) == 1)
     records = [(str(root / "data" / f"{single}.png"), read_json(root / "data" / f"{single}.json"))]
     with pytest.raises(ValueError, match="aro_relation"):
-        build_suites(DATASET, INPAINT, records, ["aro_relation"], 0, tmp_path / "x.json")
+        build_suites(INPAINT, records, ["aro_relation"], 0, tmp_path / "x.json")
 
 
 # ---------------------------------------------------------------- scoring

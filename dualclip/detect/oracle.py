@@ -26,8 +26,9 @@ class OracleDetector:
     def detect(self, image: np.ndarray, components: list[Component], ground_truth: dict | None) -> list[ComponentDetection]:
         if ground_truth is None or "labels" not in ground_truth:
             raise ValueError(
-                "detect.backend 'oracle' needs the dataset's ground-truth instance masks "
-                "(dataset 'shapes'); use detect.backend 'yolo' for datasets without them"
+                f"detect.backend 'oracle' needs the ground-truth instance masks ({{slot}}.labels.png beside the "
+                f"image) of the synthetic world, missing for {(ground_truth or {}).get('image_id')}; for dataset "
+                "'coco' use detect.backend 'coco_oracle' or 'yolo', for 'shapes' rerun its download shard"
             )
         labels = ground_truth["labels"]
         objects = ground_truth["scene"]["objects"]

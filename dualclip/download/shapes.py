@@ -48,7 +48,10 @@ class WorldConfig:
 
     @classmethod
     def from_config(cls, config: dict) -> "WorldConfig":
-        return cls(**{key: config[key] for key in cls.__dataclass_fields__ if key in config})
+        world = cls(**{key: config[key] for key in cls.__dataclass_fields__ if key in config})
+        if world.min_objects > world.max_objects:
+            raise ValueError(f"dataset.min_objects ({world.min_objects}) is above dataset.max_objects ({world.max_objects})")
+        return world
 
 
 def stable_seed(*parts) -> int:
@@ -267,7 +270,8 @@ def make_caption(scene: dict, rng: np.random.Generator) -> tuple[str, str]:
     if template == "relation":
         a, b = objects[0], objects[1]
         described = {(o["shape"], o["colour"]) for o in objects[2:]}
-        if (a["shape"], a["colour"]) in described or (b["shape"], b["colour"]) in described:
+        if (a["shape"], a["colour"]) in described or (b["shape"], b["colour"]) in described \
+                or (a["shape"], a["colour"]) == (b["shape"], b["colour"]):
             # the rest would repeat a related object's phrase: say it as a list instead
             template = "list"
     if template == "relation":

@@ -7,11 +7,11 @@ from pathlib import Path
 from dualclip.io import read_json
 
 
-def build(dataset: dict, inpaint: dict, eval_config: dict, images: list[str], truth: list[str], out_file: str) -> dict:
+def build(inpaint: dict, eval_config: dict, images: list[str], truth: list[str], out_file: str, image_dir: str) -> dict:
     from dualclip.eval.synthetic import build_suites
 
     records = [(str(image), read_json(path)) for image, path in zip(images, truth)]
-    counts = build_suites(dataset, inpaint, records, eval_config["suites"], int(eval_config["seed"]), out_file)
+    counts = build_suites(inpaint, records, eval_config["suites"], int(eval_config["seed"]), out_file, image_dir)
     print("items per suite:", counts)
     return counts
 

@@ -27,8 +27,7 @@ import torch
 from tqdm import tqdm
 
 from dualclip.download.shapes import (
-    COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, WorldConfig, article, render_scene, relation_between, sample_scene,
-    stable_seed,
+    COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, article, render_scene, relation_between, stable_seed,
 )
 from dualclip.inpaint import dilate
 from dualclip.inpaint.opencv import OpenCVInpainter
@@ -62,8 +61,7 @@ def object_set(scene: dict) -> tuple:
 class SuiteBuilder:
     """Builds the items of every suite for one test scene with a seeded RNG."""
 
-    def __init__(self, world: WorldConfig, inpaint_config: dict, image_dir: Path):
-        self.world = world
+    def __init__(self, inpaint_config: dict, image_dir: Path):
         self.inpainter = OpenCVInpainter(inpaint_config)
         self.dilation = int(inpaint_config.get("dilation", 2))
         self.image_dir = image_dir
@@ -175,12 +173,11 @@ class SuiteBuilder:
         return items
 
 
-def build_suites(dataset_config: dict, inpaint_config: dict, test_records: list[tuple[str, dict]],
-                 suites: list[str], seed: int, out_file: str | Path) -> dict:
+def build_suites(inpaint_config: dict, test_records: list[tuple[str, dict]], suites: list[str], seed: int,
+                 out_file: str | Path, image_dir: str | Path | None = None) -> dict:
     """Write every suite's items for the test split; returns the counts per suite."""
     out_file = Path(out_file)
-    world = WorldConfig.from_config(dataset_config)
-    builder = SuiteBuilder(world, inpaint_config, out_file.parent / "images")
+    builder = SuiteBuilder(inpaint_config, Path(image_dir) if image_dir else out_file.parent / "images")
     items = []
     retrieval = []
     for image_path, record in tqdm(test_records, desc="build suites", mininterval=10):
@@ -260,8 +257,11 @@ def score_suites(model, preprocess, tokenizer, suites: dict, device="cpu", batch
     for k, entry in enumerate(retrieval):
         scores = similarity[:, text_index[entry["caption"]]]
         candidates = [image_index[r["image"]] for r in retrieval]
-        best = candidates[int(torch.argmax(scores[candidates]))]
-        hit = tuple(map(tuple, retrieval[candidates.index(best)]["object_set"])) == tuple(map(tuple, entry["object_set"]))
+        candidate_scores = scores[candidates]
+        top = float(candidate_scores.max())
+        best = candidates[int(torch.argmax(candidate_scores))]
+        unique = int((candidate_scores == top).sum()) == 1  # a tie for first place is a miss, as everywhere
+        hit = unique and tuple(map(tuple, retrieval[candidates.index(best)]["object_set"])) == tuple(map(tuple, entry["object_set"]))
         rows.append({"item_id": f"retrieval_t2i-{k}", "suite": "retrieval_t2i", "novel": None, "n_objects": len(entry["object_set"]),
                      "positive_score": float(scores[image_index[entry["image"]]]), "best_negative_score": None,
                      "correct": bool(hit), "blind_correct": None})

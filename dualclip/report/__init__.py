@@ -31,6 +31,9 @@ def run_label(method: str, n_train: int, default_n: int) -> str:
 
 
 def load_scores(score_files: list[str], default_n: int) -> pd.DataFrame:
+    if not score_files:
+        raise ValueError("nothing to report: no synthetic suites for this dataset and no `benchmarks:` section; "
+                         "add benchmarks (see config/benchmarks_example.yaml)")
     scores = pd.concat([pd.read_csv(path) for path in score_files], ignore_index=True)
     scores["run"] = [run_label(m, n, default_n) for m, n in zip(scores["method"], scores["n_train"])]
     return scores
@@ -75,16 +78,20 @@ def curves_figure(log_files: list[str], summaries: list[dict], default_n: int) -
     frames = []
     for path, summary in zip(log_files, summaries):
         log = pd.read_csv(path)
-        log = log[log["loss"].notna()] if "loss" in log else log
         log["run"] = run_label(summary["method"], summary["n_samples"], default_n)
         log["seed"] = summary["seed"]
         frames.append(log)
     logs = pd.concat(frames, ignore_index=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
-    sns.lineplot(data=logs, x="step", y="loss", hue="run", ax=axes[0], errorbar=None, lw=1)
+    steps = logs[logs["loss"].notna()] if "loss" in logs else logs
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.4))
+    sns.lineplot(data=steps, x="step", y="loss", hue="run", ax=axes[0], errorbar=None, lw=1)
     axes[0].set_title("training loss (its meaning differs by method)")
-    sns.lineplot(data=logs, x="images_seen", y="lr", hue="run", ax=axes[1], errorbar=None, lw=1, legend=False)
+    sns.lineplot(data=steps, x="images_seen", y="lr", hue="run", ax=axes[1], errorbar=None, lw=1, legend=False)
     axes[1].set_title("learning rate vs images seen")
+    if "val_t2i_top1" in logs:
+        val = logs[logs["val_t2i_top1"].notna()]
+        sns.lineplot(data=val, x="step", y="val_t2i_top1", hue="run", ax=axes[2], errorbar="sd", marker="o", legend=False)
+        axes[2].set_title("validation text->image top-1 (%), per epoch")
     return figure_png(fig)
 
 

@@ -36,8 +36,15 @@ def assemble_records(images, truth, parse=(), rewrite=(), duals=(), filters=()) 
                 text = texts.get(tuple(dual["subset"]))
                 if text is None:
                     raise ValueError(f"{rewrite_file}: no dual text for subset {dual['subset']} of {duals_file}; rerun the rewrite stage")
+                dual_file = Path(duals_file).parent / dual["file"]
+                if not dual_file.exists():
+                    # dual PNGs are side files of the shard's records: recompute the shard
+                    raise FileNotFoundError(
+                        f"{dual_file} is missing though {duals_file} lists it; delete "
+                        f"{Path(duals_file).parent.parent / 'manifest.json'} so that the inpaint stage reruns that shard"
+                    )
                 record["duals"].append({
-                    "file": str(Path(duals_file).parent / dual["file"]), "text": text["text"],
+                    "file": str(dual_file), "text": text["text"],
                     "check_ok": text["check_ok"], "accepted": accepted.get(dual["file"], True),
                 })
         records.append(record)

@@ -89,14 +89,35 @@ def make_optimizer(model, train_config: dict):
 
 
 def count_steps(method: str, data: TrainData, train_config: dict, seed: int, neighbours) -> tuple[int, int]:
-    """(total steps, steps per epoch of this method)."""
+    """(total steps, steps per epoch of this method).
+
+    Equal compute is counted in images: the batch plan (deterministic) is replayed until
+    it has used ``budget_images`` images, so every method makes the same image forward
+    passes to within one batch, whatever its partial batches and packing gaps.
+    """
     if method == "zeroshot":
         return 0, 1  # the starting model, evaluated as it is
     batch_images = int(train_config["batch_images"])
     per_epoch = len(plan_epoch(method, data, batch_images, np.random.default_rng([seed, 0]), neighbours))
-    if train_config["compute"] == "equal_compute":
-        return max(1, int(train_config["budget_images"]) // batch_images), per_epoch
-    return int(train_config["epochs"]) * per_epoch, per_epoch
+    if train_config["compute"] != "equal_compute":
+        return int(train_config["epochs"]) * per_epoch, per_epoch
+    budget, seen = int(train_config["budget_images"]), 0
+    for step, _, batch in iterate_plan(method, data, batch_images, seed, neighbours, 0):
+        seen += len(batch.images)
+        if seen >= budget:
+            return step + 1, per_epoch
+    raise AssertionError("unreachable: the plan is endless")
+
+
+def run_fingerprint(config: dict, method: str, seed: int, data: TrainData) -> str:
+    """What a checkpoint must share with the run that resumes it."""
+    import hashlib
+    import json
+
+    content = {"config": config, "method": method, "seed": seed, "images": data.image_files,
+               "captions": [s.caption for s in data.samples], "duals": [s.duals for s in data.samples],
+               "negatives": [s.negatives for s in data.samples], "code": code_version()}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def iterate_plan(method: str, data: TrainData, batch_images: int, seed: int, neighbours, start_step: int):
@@ -151,6 +172,8 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     images = load_images(data.image_files, preprocess)
     neighbours = None
     if method in ("negclip", "ours+negclip"):
+        if len(data.samples) < 2:
+            raise ValueError(f"{method} needs at least 2 training images for its nearest-neighbour negatives")
         neighbours = compute_neighbours(data, images, train_config.get("negclip", {}), model)
     model.to(device).train()
     batch_images = int(train_config["batch_images"])
@@ -166,8 +189,15 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "train_log.csv"
     start_step, images_seen, texts_seen, log_rows = 0, 0, 0, []
+    fingerprint = run_fingerprint(config, method, seed, data)
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != fingerprint:
+            # config, data or code changed since the kill: resuming would mix two runs
+            print(f"ignoring {checkpoint_path}: it belongs to a run with another config, data or code version "
+                  f"(saved by {state.get('code_version')}); training from step 0")
+            checkpoint_path.unlink()
+    if checkpoint_path.exists():
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -184,12 +214,14 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "step": step, "images_seen": images_seen, "texts_seen": texts_seen, "log_rows": log_rows,
             "config": config, "method": method, "seed": seed, "code_version": code_version(),
+            "fingerprint": fingerprint,
         }
 
     checkpoint_every = int(train_config.get("checkpoint_every", 100))
     started = time.time()
     progress = tqdm(total=total_steps, initial=start_step, desc=f"train {method} seed {seed}", mininterval=10)
-    last_epoch = None
+    # on resume, the epoch of the last step taken, so its validation row is not lost
+    last_epoch = next((row["epoch"] for row in reversed(log_rows) if "loss" in row), None)
     for step, epoch, batch in iterate_plan(method, data, batch_images, seed, neighbours, start_step):
         if step >= total_steps:
             break
