@@ -243,7 +243,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
         log_rows.append({
             "step": step + 1, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
             **{key: round(float(value.detach()), 6) for key, value in losses.items()},
-            "logit_scale": round(float(model.logit_scale.exp()), 4), "images_seen": images_seen,
+            "logit_scale": round(float(model.logit_scale.detach().exp()), 4), "images_seen": images_seen,
             "batch_images": len(batch.images), "batch_texts": len(batch.texts), "batch_originals": batch.n_originals,
         })
         progress.update(1)
