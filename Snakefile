@@ -31,3 +31,4 @@ rule all:
     default_target: True
     input:
         f"{RESULTS}/report/report.html",
+        per_image_targets(),

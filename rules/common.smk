@@ -2,6 +2,8 @@ import json
 import math
 from pathlib import Path
 
+from types import SimpleNamespace
+
 RESULTS = config["results_dir"]
 SHARD_SIZE = config["shard_size"]
 SLOTS = list(range(SHARD_SIZE))
@@ -133,6 +135,45 @@ def prompt_files(stage):
         if section["backend"] == "llm" and section.get("prompt")
         else []
     )
+
+
+def slot_patterns(stage):
+    """The per-image files a shard job of a stage writes (its declared outputs)."""
+    patterns = {
+        "data": ["{slot}.png", "{slot}.json"]
+        + (["{slot}.labels.png"] if synthetic_suites() else []),
+        "parse": ["{slot}.json"],
+        "detect": ["{slot}.json", "{slot}.masks.png"],
+        "inpaint": ["{slot}/duals.json"],
+        "rewrite": ["{slot}.json"],
+        "filter": ["{slot}.json"],
+    }
+    return patterns[stage]
+
+
+def per_image_targets():
+    """Every per-image file the final report depends on, requested by `rule all`.
+
+    Downstream jobs depend on shard manifests only (small DAG metadata), so without
+    this a deleted per-image file would not be noticed: requested here, its absence
+    reruns its shard job, whose new manifest reruns what depends on it."""
+    needed = set(gallery_inputs())
+    for method, n, seed in training_runs():
+        wildcards = SimpleNamespace(method=method, n=str(n), seed=str(seed))
+        for files in train_inputs(wildcards).values():
+            needed.update(files)
+    if synthetic_suites():
+        needed.update(manifests("data", "test", config["dataset"]["n_test"]))
+    targets = []
+    for manifest in sorted(needed):
+        stage = manifest[len(RESULTS) + 1 :].split("/", 1)[0]
+        folder = manifest.rsplit("/", 1)[0]
+        targets += [
+            f"{folder}/{pattern.format(slot=slot)}"
+            for pattern in slot_patterns(stage)
+            for slot in SLOTS
+        ]
+    return targets
 
 
 def training_runs():
