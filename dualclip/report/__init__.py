@@ -39,6 +39,19 @@ def load_scores(score_files: list[str], default_n: int) -> pd.DataFrame:
     return scores
 
 
+def with_literature(scores: pd.DataFrame) -> pd.DataFrame:
+    """Published numbers for the real benchmarks we scored, as extra columns marked
+    'literature: <model>' (never mixed into our runs' means)."""
+    from dualclip.benchmarks.literature import literature_results
+
+    literature = literature_results()
+    literature = literature[literature["benchmark"].isin(scores["benchmark"].unique())]
+    if literature.empty:
+        return scores
+    literature = literature.assign(run=["literature: " + model for model in literature["model"]], seed=0)
+    return pd.concat([scores, literature[["run", "seed", "benchmark", "suite", "metric", "value", "n_items"]]], ignore_index=True)
+
+
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     """method x (suite, metric): mean ± std over seeds, as strings, plus the seed count."""
     grouped = scores.groupby(["run", "benchmark", "suite", "metric"], sort=False)["value"]
@@ -137,7 +150,7 @@ def write_report(config: dict, score_files: list[str], summary_files: list[str],
     default_n = config["dataset"]["n_train"]
     scores = load_scores(score_files, default_n)
     write_text(outputs.table, scores.to_csv(index=False))
-    table = summary_table(scores)
+    table = summary_table(with_literature(scores))
     write_text(outputs.summary, table.to_csv())
     summaries = [read_json(path) for path in summary_files]
     runs = pd.DataFrame(summaries)
