@@ -8,7 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")
+validate(
+    config, "config/schema.yaml", set_default=False
+)  # stages fill their own defaults
 
 
 include: "rules/common.smk"

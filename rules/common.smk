@@ -130,11 +130,12 @@ def model_config_file():
 def prompt_files(stage):
     """An LLM backend's prompt file is an input: editing the prompt reruns the stage."""
     section = config[stage]
-    return (
-        [section["prompt"]]
-        if section["backend"] == "llm" and section.get("prompt")
-        else []
-    )
+    if section["backend"] != "llm" or not section.get("prompt"):
+        return []
+    path = Path(section["prompt"])
+    if not path.is_absolute() and not path.exists():
+        path = Path(workflow.basedir) / path  # the workflow's own config/prompts/, run from elsewhere
+    return [str(path)]
 
 
 def slot_patterns(stage):
@@ -250,7 +251,12 @@ def configured_benchmarks():
         "verify_checksums": True,
         "pieces": None,
     }
-    out = {name: {**defaults, **(settings or {})} for name, settings in section.items()}
+    # `<benchmark>: false` leaves out one that a lower config layer configures
+    out = {
+        name: {**defaults, **(settings if isinstance(settings, dict) else {})}
+        for name, settings in section.items()
+        if settings is not False
+    }
     for name, settings in out.items():
         entry = BENCHMARK_SOURCES["benchmarks"][name]
         if isinstance(settings["images"], dict):

@@ -32,9 +32,23 @@ def parse_one(parser, caption: str):
 
 
 def test_config_vocabulary_is_what_these_tests_assume():
-    # the synonyms below ("disc", "box", "plus") come from config/config.yaml
-    assert "disc" in CONFIG["vocabulary"]["circle"] and "box" in CONFIG["vocabulary"]["square"]
-    assert "plus" in CONFIG["vocabulary"]["cross"]
+    # the synonyms below ("disc", "box", "plus") come from the vocabulary config/config.yaml names
+    from dualclip.parse.vocabularies import resolve_vocabulary
+
+    vocabulary = resolve_vocabulary(CONFIG["vocabulary"])
+    assert "disc" in vocabulary["circle"] and "box" in vocabulary["square"]
+    assert "plus" in vocabulary["cross"]
+
+
+def test_vocabulary_by_name_file_or_mapping(tmp_path):
+    from dualclip.parse.vocabularies import resolve_vocabulary
+
+    assert "person" in resolve_vocabulary("coco") and "circle" not in resolve_vocabulary("coco")
+    (tmp_path / "mine.yaml").write_text("lamp: [light]\n")
+    assert resolve_vocabulary(str(tmp_path / "mine.yaml")) == {"lamp": ["light"]}
+    assert resolve_vocabulary({"lamp": None}) == {"lamp": []}
+    with pytest.raises(FileNotFoundError, match="neither a builtin vocabulary"):
+        resolve_vocabulary("cocoa")
 
 
 def test_spans_slice_the_caption_and_include_modifiers(parser):

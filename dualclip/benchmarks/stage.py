@@ -102,11 +102,11 @@ def section(config: dict, benchmark: str) -> dict:
     """The benchmark's config section with defaults filled in."""
     if benchmark not in BENCHMARK_NAMES:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {list(BENCHMARK_NAMES)}")
-    benchmarks = config.get("benchmarks") or {}
+    benchmarks = {name: value for name, value in (config.get("benchmarks") or {}).items() if value is not False}
     if benchmark not in benchmarks:
         raise ValueError(f"benchmark {benchmark!r} is not configured: add it to the config's "
                          f"benchmarks: section (see config/benchmarks_example.yaml)")
-    sec = {**DEFAULTS, **(benchmarks[benchmark] or {})}
+    sec = {**DEFAULTS, **(benchmarks[benchmark] if isinstance(benchmarks[benchmark], dict) else {})}
     if isinstance(sec["images"], dict):
         entry = sources()["benchmarks"][benchmark]
         unknown = [key for key in sec["images"] if key not in entry["images"] and key not in entry["pieces"]]

@@ -38,6 +38,10 @@ def load_vocabulary(vocabulary: Any) -> dict[str, list[str]] | None:
     """
     if vocabulary is None:
         return None
+    if isinstance(vocabulary, str):  # a builtin name or a YAML file, as for the spacy backend
+        from dualclip.parse.vocabularies import resolve_vocabulary
+
+        vocabulary = resolve_vocabulary(vocabulary)
     if isinstance(vocabulary, dict):
         cleaned = {str(label).strip().lower(): [str(word) for word in (words or [])] for label, words in vocabulary.items()}
     elif isinstance(vocabulary, (list, tuple)):

