@@ -521,12 +521,9 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
         summary = pd.DataFrame(columns=RESULT_COLUMNS)
         per_item = pd.DataFrame(columns=PER_ITEM_COLUMNS)
         log.warning("%s: nothing to evaluate (every piece skipped): writing empty scores", benchmark)
-    run = checkpoint["summary"]
-    for frame in (summary, per_item):
-        frame.insert(0, "seed", run["seed"])
-        frame.insert(0, "n_train", run["n_samples"])
-        frame.insert(0, "method", run["method"])
-    summary["code_version"] = run["code_version"]
+    from dualclip.eval import label_with_run
+
+    label_with_run(summary, per_item, checkpoint["summary"])
     summary = summary[SCORE_COLUMNS]
     skips = LoadResult(skipped_items=list(data.skipped_items),
                        skipped_pieces=list(data.skipped_pieces)).skips_frame()

@@ -16,6 +16,16 @@ def build(inpaint: dict, eval_config: dict, images: list[str], truth: list[str],
     return counts
 
 
+def label_with_run(summary, per_item, run: dict) -> None:
+    """Lead every score row with the run it belongs to (method, n_train, seed) and the
+    code version that trained it: one results format for synthetic and real benchmarks."""
+    for frame in (summary, per_item):
+        frame.insert(0, "seed", run["seed"])
+        frame.insert(0, "n_train", run["n_samples"])
+        frame.insert(0, "method", run["method"])
+    summary["code_version"] = run["code_version"]
+
+
 def evaluate_synthetic(model_file: str, suites_file: str, scores_file: str, per_item_file: str,
                        device: str = "auto", batch_size: int = 256):
     from dualclip.eval.synthetic import score_suites
@@ -24,12 +34,7 @@ def evaluate_synthetic(model_file: str, suites_file: str, scores_file: str, per_
 
     model, preprocess, tokenizer, checkpoint = load_checkpoint_model(model_file, resolve_device(device))
     per_item, summary = score_suites(model, preprocess, tokenizer, read_json(suites_file), resolve_device(device), batch_size)
-    run = checkpoint["summary"]
-    for frame in (summary, per_item):
-        frame.insert(0, "seed", run["seed"])
-        frame.insert(0, "n_train", run["n_samples"])
-        frame.insert(0, "method", run["method"])
-    summary["code_version"] = run["code_version"]
+    label_with_run(summary, per_item, checkpoint["summary"])
     write_text(per_item_file, per_item.to_csv(index=False))
     write_text(scores_file, summary.to_csv(index=False))
     print(summary.to_string())
