@@ -101,8 +101,13 @@ def plan_epoch(method: str, data: TrainData, batch_images: int, rng: np.random.G
         # shuffled across batches: a sample's duals rarely share its batch
         stream = [(s.image, s.caption) for s in samples] + [d for s in samples for d in s.duals]
         stream_order = rng.permutation(len(stream))
-        return [_pairs_batch([stream[j] for j in stream_order[k:k + batch_images]])
-                for k in range(0, len(stream), batch_images)]
+        batches = []
+        for k in range(0, len(stream), batch_images):
+            chosen = stream_order[k:k + batch_images]
+            batch = _pairs_batch([stream[j] for j in chosen])
+            batch.n_originals = int((chosen < len(samples)).sum())  # the stream starts with the originals
+            batches.append(batch)
+        return batches
     if method == "negclip":
         half = max(1, batch_images // 2)
         return [_negclip_batch([samples[i] for i in order[k:k + half]], [order[k:k + half]], data, rng, neighbours, [])
