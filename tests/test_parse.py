@@ -190,3 +190,11 @@ def test_run_shard_without_hard_negatives_stores_empty_lists(tmp_path):
     run_shard({**PARSE_CONFIG, "hard_negatives": False}, [str(path)], [str(tmp_path / "out.json")])
     record = read_json(tmp_path / "out.json")
     assert record["hard_negatives"] == [] and len(record["components"]) == 2
+
+
+def test_multi_word_classes_match_the_longest_phrase():
+    from dualclip.parse.spacy_parser import SpacyParser
+
+    coco = SpacyParser({"vocabulary": "coco", "max_components": 4})
+    result = coco.parse(["a teddy bear next to a hot dog, a stop sign and a dog"])[0]
+    assert [c.label for c in result.components] == ["teddy bear", "hot dog", "stop sign", "dog"]

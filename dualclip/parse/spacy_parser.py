@@ -48,6 +48,19 @@ class SpacyParser:
                 return self.synonyms[candidate]
         return None
 
+    def label_at(self, head) -> str | None:
+        """The class of the noun ending at ``head``, longest vocabulary phrase first, so
+        "teddy bear" is a teddy bear (not a bear) and "stop sign" is found at all."""
+        doc = head.doc
+        for length in (3, 2):
+            if head.i - length + 1 < 0:
+                continue
+            words = doc[head.i - length + 1 : head.i + 1]
+            for phrase in (words.text.lower(), " ".join([t.lower_ for t in words[:-1]] + [head.lemma_.lower()])):
+                if phrase in self.synonyms:
+                    return self.synonyms[phrase]
+        return self.label_of(head)
+
     def _is_modifier(self, token) -> bool:
         return token.pos_ in MODIFIER_POS or token.lower_ in self.attribute_words or token.lower_ in NUMBERS
 
@@ -68,7 +81,7 @@ class SpacyParser:
             start=span.start_char,
             end=span.end_char,
             head=head.text,
-            label=self.label_of(head),
+            label=self.label_at(head),
             attributes=attributes,
             count=count,
             plural=plural,
@@ -77,15 +90,26 @@ class SpacyParser:
     def parse_doc(self, doc) -> ParseResult:
         found: list[tuple[int, int, object]] = []  # (start token, head token index, head)
         covered: set[int] = set()
+        # multi-word vocabulary phrases: spaCy may end a chunk inside one ("a teddy" + "bear")
+        compound_end = {}
+        for start in range(len(doc)):
+            for length in (3, 2):
+                end = start + length - 1
+                if end >= len(doc):
+                    continue
+                phrases = (doc[start:end + 1].text.lower(),
+                           " ".join([t.lower_ for t in doc[start:end]] + [doc[end].lemma_.lower()]))
+                if any(phrase in self.synonyms for phrase in phrases):
+                    compound_end.update({i: end for i in range(start, end)})
         for chunk in doc.noun_chunks:
-            if self.label_of(chunk.root) is None:
+            head = doc[compound_end.get(chunk.root.i, chunk.root.i)]
+            if self.label_at(head) is None:
                 continue
-            # drop a leading pronoun or determiner-less leftover so the span starts at the phrase
-            found.append((chunk.start, chunk.root.i, chunk.root))
-            covered.update(range(chunk.start, chunk.end))
+            found.append((chunk.start, head.i, head))
+            covered.update(range(chunk.start, max(chunk.end, head.i + 1)))
         fallbacks = []
         for token in doc:
-            if token.i in covered or self.label_of(token) is None:
+            if token.i in covered or self.label_at(token) is None:
                 continue
             # vocabulary noun outside any usable chunk: extend left over its modifiers
             start = token.i
