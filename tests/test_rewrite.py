@@ -166,3 +166,17 @@ def test_every_dual_of_300_world_captions_passes_the_check(parser, rewriter):
             assert not extra, (caption, text)
             n_duals += 1
     assert n_duals > 600
+
+
+def test_free_sentence_predicates_drop_with_either_side():
+    # COCO-style captions: words between two objects that are no noun phrase ("holding")
+    # form a predicate that needs both sides (the LLM rewriter's fallback relies on this)
+    from dualclip.parse.spacy_parser import SpacyParser
+
+    parser = SpacyParser({"vocabulary": "coco", "max_components": 3})
+    caption = "A woman holding an umbrella near a car."
+    components = parser.parse([caption])[0].components
+    rewriter = RuleRewriter({})
+    assert rewriter.rewrite_one(caption, components, (0,)) == "An umbrella near a car."
+    assert rewriter.rewrite_one(caption, components, (2,)) == "A woman holding an umbrella."
+    assert rewriter.rewrite_one(caption, components, (1,)) == "A woman and a car."

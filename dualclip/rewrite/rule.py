@@ -16,6 +16,8 @@ from dualclip.parse import Component
 
 DEFAULT_RELATIONS = ["to the left of", "to the right of", "on the left of", "on the right of", "above", "below",
                      "next to", "beside", "behind", "in front of", "on top of", "under", "on", "near"]
+NOUN_PHRASE_STARTS = {"a", "an", "the", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                      "some", "several", "many", "his", "her", "their", "its", "this", "that", "these", "those"}
 PLURAL_NUMERALS = {"two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "several", "many", "some"}
 LIST_CONNECTORS = [", and", ",", "and", "with", "along with"]
 
@@ -46,9 +48,18 @@ class RuleRewriter:
                     nxt = position - 1
                     break
             text, rest = (rest, "") if nxt is None else (rest[:nxt], rest[nxt:])
-            if text.strip():
-                parts.append(("item", text.strip()))
+            if not text.strip():
+                continue
+            if text.strip().split()[0].lower() in NOUN_PHRASE_STARTS:
+                parts.append(("item", text.strip()))  # another noun phrase: it stays
+            else:
+                # words between two things that are no noun phrase ("holding", "sitting
+                # on"): a predicate that needs both sides, dropped with either
+                parts.append(("conn", text.strip().lower()))
         return parts
+
+    def is_relation(self, connector: str | None) -> bool:
+        return connector is not None and connector not in LIST_CONNECTORS
 
     def structure(self, caption: str, components: list[Component]):
         ordered = sorted(components, key=lambda c: c.start)
@@ -79,7 +90,7 @@ class RuleRewriter:
         seen_item = False
         for kind, text, _ in tokens:
             if kind == "conn":
-                current = text if current is None or text in self.relations else current
+                current = text if current is None or self.is_relation(text) else current
             else:
                 if seen_item:
                     links.append(current)
@@ -92,14 +103,17 @@ class RuleRewriter:
             if not keep[position]:
                 continue
             link = links[position] if position < len(links) else None
-            if position > 0 and link in self.relations and keep[position - 1] and chunks:
+            if position > 0 and self.is_relation(link) and keep[position - 1] and chunks:
                 chunks[-1] = f"{chunks[-1]} {link} {text}"
             else:
                 chunks.append(text)
         if not chunks:
             return self.empty_caption
         body = chunks[0] if len(chunks) == 1 else ", ".join(chunks[:-1]) + " and " + chunks[-1]
-        return self._agree(prefix, body, components, items, keep) + body + suffix
+        text = self._agree(prefix, body, components, items, keep) + body + suffix
+        if caption[:1].isupper():  # a sentence-case caption stays one
+            text = text[:1].upper() + text[1:]
+        return text
 
     @staticmethod
     def _agree(prefix: str, body: str, components: list[Component], items, keep) -> str:
