@@ -176,6 +176,8 @@ def test_free_sentence_predicates_drop_with_either_side():
     parser = SpacyParser({"vocabulary": "coco", "max_components": 3})
     caption = "A woman holding an umbrella near a car."
     components = parser.parse([caption])[0].components
+    from dualclip.rewrite.rule import RuleRewriter
+
     rewriter = RuleRewriter({})
     assert rewriter.rewrite_one(caption, components, (0,)) == "An umbrella near a car."
     assert rewriter.rewrite_one(caption, components, (2,)) == "A woman holding an umbrella."
