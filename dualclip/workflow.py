@@ -47,9 +47,7 @@ def finish_shard(snakemake) -> None:
 
 def shard_files(manifest: str, shard_size: int, pattern: str) -> list[str]:
     """Per-slot paths of one shard beside its manifest, e.g. pattern "{slot}.png"."""
-    from pathlib import Path
-
-    return [str(Path(str(manifest)).parent / pattern.format(slot=slot)) for slot in range(int(shard_size))]
+    return per_image_files([str(manifest)], shard_size, shard_size, pattern)
 
 
 def per_image_files(manifests: list[str], n_images: int, shard_size: int, pattern: str) -> list[str]:

@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .items import BenchmarkItem, LoadResult, attach_images, read_json
+from .items import BenchmarkItem, LoadResult, attach_images, karpathy_entries, read_json
 
 log = logging.getLogger(__name__)
 
@@ -251,19 +251,8 @@ def load_order(
     if benchmark not in ORDER_IMAGE_HINTS:
         raise ValueError(f"benchmark must be one of {list(ORDER_IMAGE_HINTS)}, got {benchmark!r}")
     path = Path(annotation_file)
-    data = read_json(path, f"ARO {benchmark}")
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a Karpathy-format JSON list, got {type(data).__name__}")
-    flat: list[tuple[int, int, str, str]] = []
-    for i, ann in enumerate(data):
-        try:
-            image, captions = ann["image"], ann["caption"]
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{path} entry {i}: missing field {e!r}; expected image/caption") from e
-        if isinstance(captions, str):
-            captions = [captions]
-        for j, cap in enumerate(captions):
-            flat.append((i, j, image, cap))
+    entries = karpathy_entries(path, read_json(path, f"ARO {benchmark}"))
+    flat = [(i, j, image, cap) for i, (image, captions) in enumerate(entries) for j, cap in enumerate(captions)]
     shuffler = TextShuffler(seed=seed, nlp=nlp)
     perturbed = shuffler.perturb_many([c for _, _, _, c in flat])
     candidates = []

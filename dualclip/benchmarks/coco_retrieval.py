@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .aro import pre_caption
-from .items import SkippedItem, SkippedPiece, folder_problem, read_json
+from .items import SkippedItem, SkippedPiece, folder_problem, karpathy_entries, read_json
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,7 @@ def load_karpathy(
     with fewer raises an error); ``None`` keeps all captions (upstream behaviour).
     """
     path = Path(annotation_file)
-    data = read_json(path, "Karpathy retrieval")
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a Karpathy-format JSON list, got {type(data).__name__}")
+    data = karpathy_entries(path, read_json(path, "Karpathy retrieval"))
     out = RetrievalSet()
     folder = Path(image_dir) if image_dir is not None else None
     problem = folder_problem(folder)
@@ -73,13 +71,7 @@ def load_karpathy(
         out.skipped_pieces.append(SkippedPiece(BENCHMARK, suite, len(data), reason))
         return out
     assert folder is not None
-    for i, ann in enumerate(data):
-        try:
-            image, captions = ann["image"], ann["caption"]
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{path} entry {i}: missing field {e!r}; expected image/caption") from e
-        if isinstance(captions, str):
-            captions = [captions]
+    for i, (image, captions) in enumerate(data):
         if captions_per_image is not None:
             if len(captions) < captions_per_image:
                 raise ValueError(f"{path} entry {i} ({image}) has {len(captions)} captions, "

@@ -216,3 +216,18 @@ def read_json(path: Path, what: str):
         raise ValueError(
             f"{what} annotation file {path} is not valid JSON ({e}); the file is probably "
             f"truncated or corrupted, download it again") from e
+
+
+def karpathy_entries(path: Path, data) -> list[tuple[str, list[str]]]:
+    """(image, captions) of each entry of a Karpathy-format split (ARO Order and COCO
+    retrieval read the same files); a single caption string counts as a list of one."""
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a Karpathy-format JSON list, got {type(data).__name__}")
+    entries = []
+    for i, ann in enumerate(data):
+        try:
+            image, captions = ann["image"], ann["caption"]
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path} entry {i}: missing field {e!r}; expected image/caption") from e
+        entries.append((image, [captions] if isinstance(captions, str) else list(captions)))
+    return entries

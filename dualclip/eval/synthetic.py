@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from dualclip.download.shapes import (
-    COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, article, render_scene, relation_between, stable_seed,
+    COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, article, join_list, render_scene, relation_between, stable_seed,
 )
 from dualclip.inpaint import dilate
 from dualclip.inpaint.opencv import OpenCVInpainter
@@ -44,10 +44,6 @@ def phrase(obj: dict, with_colour: bool = True, with_size: bool = False, colour:
     words = ([size or obj["size"]] if with_size else []) + ([colour or obj["colour"]] if with_colour else [])
     words.append(shape or obj["shape"])
     return f"{article(words[0])} {' '.join(words)}"
-
-
-def listing(phrases: list[str]) -> str:
-    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
 def plural(shape: str, count: int) -> str:
@@ -71,7 +67,7 @@ class SuiteBuilder:
         order = [objects[i] for i in rng.permutation(len(objects))]
         present = {(o["colour"], o["shape"]) for o in objects}
         shapes_present = {o["shape"] for o in objects}
-        full = listing([phrase(o) for o in order])
+        full = join_list([phrase(o) for o in order])
         novel = any(o.get("novel_pair") for o in objects)
         base = {"image": image_path, "scene": scene["index"], "novel": novel, "n_objects": len(objects)}
         items = []
@@ -102,24 +98,24 @@ class SuiteBuilder:
         if colour_pairs:
             a, b = colour_pairs[0]
             swapped = [phrase(o, colour=b["colour"]) if o is a else phrase(o, colour=a["colour"]) if o is b else phrase(o) for o in order]
-            text_item("sc_swap_att", full, [listing(swapped)])
+            text_item("sc_swap_att", full, [join_list(swapped)])
         target = order[int(rng.integers(len(order)))]
         absent_shapes = [s for s in SHAPES if s not in shapes_present]
         if absent_shapes:
             new_shape = absent_shapes[int(rng.integers(len(absent_shapes)))]
-            text_item("sc_replace_obj", full, [listing([phrase(o, shape=new_shape) if o is target else phrase(o) for o in order])])
+            text_item("sc_replace_obj", full, [join_list([phrase(o, shape=new_shape) if o is target else phrase(o) for o in order])])
         absent_colours = [c for c in COLOURS if (c, target["shape"]) not in present]
         if absent_colours:
             new_colour = absent_colours[int(rng.integers(len(absent_colours)))]
-            text_item("sc_replace_att", full, [listing([phrase(o, colour=new_colour) if o is target else phrase(o) for o in order])])
+            text_item("sc_replace_att", full, [join_list([phrase(o, colour=new_colour) if o is target else phrase(o) for o in order])])
         absent_pairs = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in present]
         colour, shape = absent_pairs[int(rng.integers(len(absent_pairs)))]
-        text_item("sc_add_obj", full, [listing([phrase(o) for o in order] + [f"{article(colour)} {colour} {shape}"])])
-        bare = listing([phrase(o, with_colour=False) for o in order])
+        text_item("sc_add_obj", full, [join_list([phrase(o) for o in order] + [f"{article(colour)} {colour} {shape}"])])
+        bare = join_list([phrase(o, with_colour=False) for o in order])
         wrong = [c for c in COLOURS if not any(o["shape"] == target["shape"] and o["colour"] == c for o in objects)]
         if wrong and sum(o["shape"] == target["shape"] for o in objects) == 1:
             colour = wrong[int(rng.integers(len(wrong)))]
-            text_item("sc_add_att", bare, [listing([phrase(o, colour=colour) if o is target else phrase(o, with_colour=False) for o in order])])
+            text_item("sc_add_att", bare, [join_list([phrase(o, colour=colour) if o is target else phrase(o, with_colour=False) for o in order])])
         if rng.random() < 0.5 or not absent_shapes:
             shape = target["shape"]
             text_item("valse_existence", f"there is {article(shape)} {shape}", [f"there is no {shape}"])
@@ -133,7 +129,7 @@ class SuiteBuilder:
         text_item("valse_counting", f"there {verb(count)} {plural(target['shape'], count)}",
                   [f"there {verb(wrong_count)} {plural(target['shape'], wrong_count)}"])
         if len(order) >= 2:
-            text_item("omission", full, [listing([phrase(o) for o in order if o is not target])])
+            text_item("omission", full, [join_list([phrase(o) for o in order if o is not target])])
             if "image_side" in suites or "image_side_sham" in suites:
                 items += self.image_items(scene, image_path, order, target, full, base, suites, rng)
         return items
@@ -187,7 +183,7 @@ def build_suites(inpaint_config: dict, test_records: list[tuple[str, dict]], sui
             item["item_id"] = f"{item['suite']}-{len(items)}"
             items.append(item)
         order = [scene["objects"][i] for i in rng.permutation(len(scene["objects"]))]
-        retrieval.append({"image": image_path, "caption": listing([phrase(o) for o in order]), "object_set": list(map(list, object_set(scene)))})
+        retrieval.append({"image": image_path, "caption": join_list([phrase(o) for o in order]), "object_set": list(map(list, object_set(scene)))})
     counts = pd.Series([item["suite"] for item in items]).value_counts().to_dict()
     missing = [suite for suite in suites if suite not in counts and suite != "retrieval_t2i"]
     if missing:
