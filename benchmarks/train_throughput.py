@@ -7,12 +7,14 @@ appends a Markdown table with the machine description to benchmarks/RESULTS.md.
 Needs the per-image files of a finished run of the embedded default (``make demo``):
 
     .venv/bin/python benchmarks/train_throughput.py --results results --steps 30
+
+``--device cuda`` times the GPU path (bf16 autocast as the trainer's ``precision: amp``;
+each step waits for the GPU before the clock is read).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import time
@@ -24,6 +26,7 @@ import yaml
 
 from dualclip.io import code_version
 from dualclip.train import assemble_records
+from dualclip.train.distributed import Context
 from dualclip.train.batches import METHODS, build_train_data
 from dualclip.train.loss import DualContrastiveLoss
 from dualclip.train.models import create_model
@@ -52,13 +55,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--methods", nargs="*", default=METHODS)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--n-train", type=int, default=None, help="first N training images (default: the config's n_train)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(Path(args.config).read_text())
-    data = build_train_data(records_from(Path(args.results), config["dataset"]["n_train"], config["shard_size"]))
+    n_train = args.n_train or config["dataset"]["n_train"]
+    data = build_train_data(records_from(Path(args.results), n_train, config["shard_size"]))
+    device = torch.device(args.device)
+    context = Context(device=device)
+    use_amp = device.type == "cuda" and config["train"].get("precision", "amp") == "amp"
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp)
+
+    def synchronize():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     model, preprocess, tokenizer = create_model(config["model"]["name"], config["model"].get("pretrained"))
     images = load_images(data.image_files, preprocess)
     neighbours = compute_neighbours(data, images, config["train"]["negclip"], model)
+    model.to(device)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     rows = []
     for method in args.methods:
@@ -69,16 +87,18 @@ def main() -> None:
         n_images = n_texts = 0
         for step, _, batch in plan:
             if step == args.warmup:
+                synchronize()
                 started = time.perf_counter()
             if step >= args.warmup + args.steps:
                 break
-            losses = training_step(model, DualContrastiveLoss(), tokenizer, images, batch, torch.device("cpu"), contextlib.nullcontext)
+            losses = training_step(model, DualContrastiveLoss(), tokenizer, images, batch, context, autocast)
             optimizer.zero_grad()
             losses["loss"].backward()
             optimizer.step()
             if step >= args.warmup:
                 n_images += len(batch.images)
                 n_texts += len(batch.texts)
+        synchronize()
         seconds = time.perf_counter() - started
         rows.append({"method": method, "s/step": seconds / args.steps, "images/s": n_images / seconds,
                      "texts/step": n_texts / args.steps, "images/step": n_images / args.steps})
@@ -87,7 +107,8 @@ def main() -> None:
     lines = [
         f"\n## {time.strftime('%Y-%m-%d')} — train throughput, {config['model']['name']}, batch {config['train']['batch_images']} images",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{args.threads} threads, CPU; code {code_version()}; {args.steps} timed steps after {args.warmup} warm-up steps.\n",
+        f"{args.threads} threads, {torch.cuda.get_device_name(device) + (' (bf16 autocast)' if use_amp else '') if device.type == 'cuda' else 'CPU'}; "
+        f"{len(data.samples)} training images; code {code_version()}; {args.steps} timed steps after {args.warmup} warm-up steps.\n",
         "| method | s/step | images/s | images/step | texts/step | time per step vs baseline |",
         "|---|---|---|---|---|---|",
     ]

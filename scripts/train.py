@@ -1,20 +1,25 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the dualclip package beside the workflow (conda envs)
-from dualclip.train import run
+from dualclip.train.distributed import launch
 from dualclip.workflow import start
 
 start(snakemake)
-run(
+out_dir = snakemake.output.model.rsplit("/", 1)[0]
+# checkpoint_every does not change the result, so it is read here, not a param
+train = {**snakemake.params.train, "checkpoint_every": snakemake.config["train"].get("checkpoint_every", 100)}
+run_arguments = dict(
     model=snakemake.params.model,
-    # checkpoint_every does not change the result, so it is read here, not a param
-    train={**snakemake.params.train, "checkpoint_every": snakemake.config["train"].get("checkpoint_every", 100)},
+    train=train,
     device=snakemake.params.device,
     method=snakemake.wildcards.method,
     seed=int(snakemake.wildcards.seed),
-    inputs=snakemake.input,
+    # plain lists, so that a torchrun worker can read them back from JSON
+    inputs={name: list(getattr(snakemake.input, name, [])) for name in ("data", "val", "parse", "rewrite", "inpaint", "filter")},
     n_images=int(snakemake.wildcards.n),
     n_val=snakemake.params.n_val,
     shard_size=snakemake.params.shard_size,
-    out_dir=snakemake.output.model.rsplit("/", 1)[0],
+    out_dir=out_dir,
 )
+# one process, or one per GPU through torchrun (train.nproc_per_node)
+launch(run_arguments, nproc_per_node=int(train.get("nproc_per_node", 1)), work_dir=out_dir)

@@ -55,11 +55,18 @@ def assemble_records(images, truth, parse=(), rewrite=(), duals=(), filters=()) 
 
 def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, out_dir: str,
         n_images: int, n_val: int, shard_size: int) -> dict:
-    """Train one run from the stages' shard manifests (``inputs.data``, ``.parse``, ...)."""
+    """Train one run from the stages' shard manifests (``inputs.data``, ``.parse``, ...).
+
+    ``inputs`` is Snakemake's named input or a plain dict of lists (a ``torchrun`` worker).
+    """
+    from types import SimpleNamespace
+
     from dualclip.train.batches import METHODS, build_train_data
     from dualclip.train.models import create_model
     from dualclip.train.trainer import load_images, train as train_loop
 
+    if isinstance(inputs, dict):
+        inputs = SimpleNamespace(**inputs)
     if method not in METHODS and method != "zeroshot":
         raise ValueError(f"train.methods: unknown method {method!r}; use one of {METHODS}")
     from dualclip.workflow import per_image_files

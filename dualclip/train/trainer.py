@@ -9,6 +9,10 @@ Checkpoints carry model, optimiser, scheduler and RNG state, the step and the co
 a killed run resumes from the last one and ends with the same weights as an
 uninterrupted run (on CPU), because the batch plan is a pure function of
 (method, seed, epoch) and the step itself uses no randomness.
+
+With ``train.nproc_per_node`` > 1 the same loop runs in every ``torchrun`` process on
+its share of each batch (see :mod:`dualclip.train.distributed`): the batches, the loss
+and the budget are those of the one-process run.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from dualclip.io import code_version, write_json
+from dualclip.train import distributed
 from dualclip.train.batches import BatchSpec, TrainData, nearest_neighbours, plan_epoch
 from dualclip.train.loss import DualContrastiveLoss, duplicate_text_masks
 from dualclip.train.models import create_model, resolve_device
@@ -138,18 +143,26 @@ def _save(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def training_step(model, loss_fn, tokenizer, images: torch.Tensor, batch: BatchSpec, device, autocast) -> dict:
-    texts = tokenizer(batch.texts).to(device)
-    pixels = images[batch.images].to(device, non_blocking=True)
+def training_step(network, loss_fn, tokenizer, images: torch.Tensor, batch: BatchSpec, context, autocast) -> dict:
+    """The loss of one batch. ``network`` is the model, or its DDP wrapper: each process
+    then encodes only its slice of the images and texts, and the features of all
+    processes are gathered so that the loss sees the whole batch."""
+    device = context.device
+    image_share = distributed.local_slice(len(batch.images), context)
+    text_share = distributed.local_slice(len(batch.texts), context)
+    texts = tokenizer(batch.texts[text_share]).to(device)
+    pixels = images[batch.images[image_share]].to(device, non_blocking=True)
     i2t, t2i = duplicate_text_masks(batch.texts, batch.image_pos, batch.text_pos)
     for image, text in batch.unmasked_pairs_off:
         i2t[image, text] = False
         t2i[text, image] = False
     with autocast():
-        image_features = torch.nn.functional.normalize(model.encode_image(pixels), dim=-1)
-        text_features = torch.nn.functional.normalize(model.encode_text(texts), dim=-1)
+        # open_clip's forward: L2-normalised features and exp(logit_scale)
+        image_features, text_features, logit_scale = network(image=pixels, text=texts)[:3]
+        image_features = distributed.gather_rows(image_features.float(), len(batch.images), context)
+        text_features = distributed.gather_rows(text_features.float(), len(batch.texts), context)
         return loss_fn(
-            image_features.float(), text_features.float(), model.logit_scale.exp().float(),
+            image_features, text_features, logit_scale.float(),
             torch.tensor(batch.image_pos, device=device), torch.tensor(batch.text_pos, device=device),
             i2t.to(device), t2i.to(device),
         )
@@ -166,7 +179,8 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_config = config["train"]
-    device = resolve_device(config.get("device", "auto"))
+    context = distributed.setup(resolve_device(config.get("device", "auto")))
+    device = context.device
     seed_everything(seed)
     model, preprocess, tokenizer = create_model(config["model"]["name"], config["model"].get("pretrained"), device="cpu")
     images = load_images(data.image_files, preprocess)
@@ -176,6 +190,9 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
             raise ValueError(f"{method} needs at least 2 training images for its nearest-neighbour negatives")
         neighbours = compute_neighbours(data, images, train_config.get("negclip", {}), model)
     model.to(device).train()
+    network = model
+    if context.distributed:
+        network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     batch_images = int(train_config["batch_images"])
     total_steps, steps_per_epoch = count_steps(method, data, train_config, seed, neighbours)
     optimizer = make_optimizer(model, train_config)
@@ -190,14 +207,19 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     log_path = out_dir / "train_log.csv"
     start_step, images_seen, texts_seen, log_rows = 0, 0, 0, []
     fingerprint = run_fingerprint(config, method, seed, data)
-    if checkpoint_path.exists():
+    state = None
+    if checkpoint_path.exists():  # every process reads it; rank 0 alone writes or deletes it
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if state.get("fingerprint") != fingerprint:
             # config, data or code changed since the kill: resuming would mix two runs
             print(f"ignoring {checkpoint_path}: it belongs to a run with another config, data or code version "
                   f"(saved by {state.get('code_version')}); training from step 0")
-            checkpoint_path.unlink()
-    if checkpoint_path.exists():
+            state = None
+    if context.distributed:
+        torch.distributed.barrier()  # all have read it before rank 0 may delete it
+    if state is None and checkpoint_path.exists() and context.is_main:
+        checkpoint_path.unlink()
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -214,12 +236,13 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "step": step, "images_seen": images_seen, "texts_seen": texts_seen, "log_rows": log_rows,
             "config": config, "method": method, "seed": seed, "code_version": code_version(),
-            "fingerprint": fingerprint,
+            "fingerprint": fingerprint, "world_size": context.world_size,
         }
 
     checkpoint_every = int(train_config.get("checkpoint_every", 100))
     started = time.time()
-    progress = tqdm(total=total_steps, initial=start_step, desc=f"train {method} seed {seed}", mininterval=10)
+    progress = tqdm(total=total_steps, initial=start_step, desc=f"train {method} seed {seed}", mininterval=10,
+                    disable=not context.is_main)
     # on resume, the epoch of the last step taken, so its validation row is not lost
     last_epoch = next((row["epoch"] for row in reversed(log_rows) if "loss" in row), None)
     for step, epoch, batch in iterate_plan(method, data, batch_images, seed, neighbours, start_step):
@@ -227,11 +250,12 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
             break
         if stop_after_steps is not None and step >= stop_after_steps:
             progress.close()
+            distributed.teardown(context)
             return {"stopped_at": step}
-        if val is not None and last_epoch is not None and epoch != last_epoch:
+        if val is not None and last_epoch is not None and epoch != last_epoch and context.is_main:
             log_rows.append({"step": step, "epoch": last_epoch, **validate(model, tokenizer, val, device)})
         last_epoch = epoch
-        losses = training_step(model, loss_fn, tokenizer, images, batch, device, autocast)
+        losses = training_step(network, loss_fn, tokenizer, images, batch, context, autocast)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()
@@ -247,9 +271,12 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
             "batch_images": len(batch.images), "batch_texts": len(batch.texts), "batch_originals": batch.n_originals,
         })
         progress.update(1)
-        if (step + 1) % checkpoint_every == 0 and step + 1 < total_steps:
+        if (step + 1) % checkpoint_every == 0 and step + 1 < total_steps and context.is_main:
             _save(checkpoint_path, state_dict(step + 1))
     progress.close()
+    if not context.is_main:
+        distributed.teardown(context)
+        return {"rank": context.rank, "steps": total_steps}
     if val is not None:
         log_rows.append({"step": total_steps, "epoch": last_epoch, **validate(model, tokenizer, val, device)})
     summary = {
@@ -257,7 +284,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
         "epochs": round(total_steps / max(1, steps_per_epoch), 3), "images_seen": images_seen, "texts_seen": texts_seen,
         "n_samples": len(data.samples), "n_duals_used": data.n_duals, "n_duals_rejected": data.n_duals_rejected,
         "duals_rejected_by_reason": data.rejected_reasons, "train_seconds_this_process": round(time.time() - started, 1),
-        "device": str(device), "code_version": code_version(),
+        "device": str(device), "world_size": context.world_size, "code_version": code_version(),
         "neighbour_model": train_config.get("negclip", {}).get("neighbour_model", "pixels") if neighbours is not None else None,
     }
     final = state_dict(total_steps)
@@ -268,6 +295,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     write_json(out_dir / "summary.json", summary)
     if checkpoint_path.exists():
         checkpoint_path.unlink()
+    distributed.teardown(context)
     return summary
 
 
