@@ -134,7 +134,8 @@ def prompt_files(stage):
         return []
     path = Path(section["prompt"])
     if not path.is_absolute() and not path.exists():
-        path = Path(workflow.basedir) / path  # the workflow's own config/prompts/, run from elsewhere
+        # the workflow's own config/prompts/, run from elsewhere
+        path = Path(workflow.basedir) / path
     return [str(path)]
 
 

@@ -22,6 +22,11 @@ rule report:
             caption="../report/summary.rst",
             category="Results",
         ),
+        paired=report(
+            f"{RESULTS}/report/paired_differences.csv",
+            caption="../report/paired.rst",
+            category="Results",
+        ),
         figure=report(
             f"{RESULTS}/report/suites.png",
             caption="../report/suites.rst",

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from dualclip.report import summary_table, with_literature
+from dualclip.report import paired_differences, paired_table, summary_table, with_literature
 
 
 def scores(rows):
@@ -26,3 +26,21 @@ def test_literature_only_for_benchmarks_that_were_scored():
     literature = [c for c in table.columns if c.startswith("literature: ")]
     assert literature and table.loc[("sugarcrepe", "add_obj", "accuracy"), "ours"] == "70.0"
     assert table.loc[("sugarcrepe", "add_obj", "accuracy"), literature[0]] == "77.2"  # CLIP ViT-B/32 zero-shot, SugarCrepe paper
+
+
+def test_paired_differences_pair_runs_by_seed():
+    rows = [("ours", 0, "synthetic", "swap_att", 60.0), ("ours", 1, "synthetic", "swap_att", 58.0),
+            ("ours", 2, "synthetic", "swap_att", 65.0),
+            ("ours_shuf", 0, "synthetic", "swap_att", 55.0), ("ours_shuf", 1, "synthetic", "swap_att", 59.0),
+            ("ours_shuf", 2, "synthetic", "swap_att", 61.0),
+            ("baseline", 0, "synthetic", "swap_att", 50.0)]  # one seed only
+    differences, missing = paired_differences(scores(rows), [["ours", "ours_shuf"], ["ours", "baseline"], ["ours", "negclip"]])
+    shuf = differences[differences["comparison"] == "ours − ours_shuf"].iloc[0]
+    assert shuf["mean_difference"] == 8.0 / 3 and shuf["seeds"] == 3 and shuf["a_ahead"] == 2  # +5, -1, +4
+    assert abs(shuf["std"] - pd.Series([5.0, -1.0, 4.0]).std()) < 1e-12
+    base = differences[differences["comparison"] == "ours − baseline"].iloc[0]
+    assert base["seeds"] == 1 and base["mean_difference"] == 10.0  # only the seed both runs have
+    assert missing == ["ours − negclip"]
+    table = paired_table(differences)
+    assert table.loc[("synthetic", "swap_att", "accuracy"), "ours − ours_shuf"] == "+2.7 ± 3.2 (2/3)"
+    assert table.loc[("synthetic", "swap_att", "accuracy"), "ours − baseline"] == "+10.0 (1/1)"

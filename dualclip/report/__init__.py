@@ -1,6 +1,7 @@
 """report: one self-contained HTML ablation report, written by the last rule of the DAG.
 
-Results table (mean ± std over seeds), a seaborn bar chart per suite with the methods
+Results table (mean ± std over seeds), paired per-seed differences between chosen
+runs (e.g. ours − ours_shuf), a seaborn bar chart per suite with the methods
 side by side (blind scores beside the real ones), training curves, the run table
 (epochs, steps, images seen: the matched compute made visible), and a gallery of
 training images with all their dual images and dual texts.
@@ -63,6 +64,42 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     table = stats.pivot_table(index=["benchmark", "suite", "metric"], columns="run", values="cell", aggfunc="first", sort=False)
     runs = sorted(table.columns, key=lambda r: (METHOD_ORDER.index(r.split(" ")[0]) if r.split(" ")[0] in METHOD_ORDER else 99, r))
     return table[runs]
+
+
+HEADLINE_METRICS = ("accuracy", "R@1")
+
+
+def paired_differences(scores: pd.DataFrame, comparisons: list[list[str]]) -> tuple[pd.DataFrame, list[str]]:
+    """Run a minus run b, seed by seed, on the headline metrics of every suite.
+
+    Seeds pair the runs (same data order and initialisation), so the spread of the
+    per-seed differences is the honest error bar of "a beats b"; ``a_ahead`` counts the
+    seeds where a scored strictly higher. Returns the table and the comparisons that
+    could not be made (a run that is not in this study).
+    """
+    headline = scores[scores["metric"].isin(HEADLINE_METRICS)]
+    keys = ["benchmark", "suite", "metric", "seed"]
+    rows, missing = [], []
+    for a, b in comparisons:
+        left = headline[headline["run"] == a].set_index(keys)["value"]
+        right = headline[headline["run"] == b].set_index(keys)["value"]
+        difference = (left - right).dropna()
+        if difference.empty:
+            missing.append(f"{a} − {b}")
+            continue
+        for (benchmark, suite, metric), values in difference.groupby(level=[0, 1, 2], sort=False):
+            rows.append({"comparison": f"{a} − {b}", "benchmark": benchmark, "suite": suite, "metric": metric,
+                         "mean_difference": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
+                         "seeds": len(values), "a_ahead": int((values > 0).sum())})
+    return pd.DataFrame(rows), missing
+
+
+def paired_table(differences: pd.DataFrame) -> pd.DataFrame:
+    """suite x comparison cells: 'mean ± std (a ahead on k of n seeds)'."""
+    cells = [f"{m:+.1f}" + ("" if n < 2 else f" ± {sd:.1f}") + f" ({k}/{n})"
+             for m, sd, n, k in zip(differences["mean_difference"], differences["std"], differences["seeds"], differences["a_ahead"])]
+    return differences.assign(cell=cells).pivot_table(
+        index=["benchmark", "suite", "metric"], columns="comparison", values="cell", aggfunc="first", sort=False)
 
 
 def figure_png(fig) -> bytes:
@@ -152,6 +189,12 @@ def write_report(config: dict, score_files: list[str], summary_files: list[str],
     write_text(outputs.table, scores.to_csv(index=False))
     table = summary_table(with_literature(scores))
     write_text(outputs.summary, table.to_csv())
+    comparisons = config["report"].get("comparisons", [])
+    differences, missing = paired_differences(scores, comparisons)
+    write_text(outputs.paired, differences.to_csv(index=False))
+    paired_html = paired_table(differences).to_html(na_rep="") if not differences.empty else "<p>No comparison could be made.</p>"
+    if missing:
+        paired_html += f"<p>Not in this study (no runs): {html.escape(', '.join(missing))}.</p>"
     summaries = [read_json(path) for path in summary_files]
     runs = pd.DataFrame(summaries)
     runs.insert(0, "run", [run_label(m, n, default_n) for m, n in zip(runs["method"], runs["n_samples"])])
@@ -184,6 +227,10 @@ against the mean test-image embedding: a high blind score means the suite can be
 <b>image_side_sham</b> is a control: ~50 means the image-side gain is not the inpainting artefact.
 Cells are mean ± std over seeds.</p>
 <h2>Results</h2>{table.to_html(na_rep="", classes="results")}
+<h2>Paired differences over seeds</h2>
+<p>Run a minus run b on the same seed (same data order and initialisation), mean ± std of the per-seed
+differences in points, and on how many seeds a scored strictly higher. The pairs are <code>report.comparisons</code>.</p>
+{paired_html}
 <h2>Each suite, methods side by side</h2>{png_tag(figure)}
 <h2>Runs (matched compute)</h2>{runs[[c for c in run_columns if c in runs]].to_html(index=False)}
 <h2>Training</h2>{png_tag(curves)}
