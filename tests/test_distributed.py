@@ -47,10 +47,9 @@ def dual_data(tmp_path_factory):
 
 
 def tiny_config(steps):
-    return {"model": {"name": "dualclip-tiny", "pretrained": None}, "device": "cpu",
-            "train": {"batch_images": 12, "compute": "equal_compute", "budget_images": 12 * steps, "epochs": 1,
-                      "lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 1, "checkpoint_every": 2,
-                      "negclip": {"neighbour_model": "pixels", "k": 2}}}
+    from test_train import tiny_config as one_process_config
+
+    return one_process_config(steps, batch_images=12)
 
 
 def torchrun(tmp_path, config, method, data, out_dir, stop=None, mode="train"):

@@ -117,9 +117,9 @@ def world_data(tmp_path_factory):
     return build_train_data(records)
 
 
-def tiny_config(steps):
+def tiny_config(steps, batch_images=8):
     return {"model": {"name": "dualclip-tiny", "pretrained": None}, "device": "cpu",
-            "train": {"batch_images": 8, "compute": "equal_compute", "budget_images": 8 * steps, "epochs": 1,
+            "train": {"batch_images": batch_images, "compute": "equal_compute", "budget_images": batch_images * steps, "epochs": 1,
                       "lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 1, "checkpoint_every": 2,
                       "negclip": {"neighbour_model": "pixels", "k": 2}}}
 
