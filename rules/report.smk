@@ -27,6 +27,11 @@ rule report:
             caption="../report/paired.rst",
             category="Results",
         ),
+        equivalents=report(
+            f"{RESULTS}/report/real_image_equivalents.csv",
+            caption="../report/equivalents.rst",
+            category="Results",
+        ),
         figure=report(
             f"{RESULTS}/report/suites.png",
             caption="../report/suites.rst",

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from dualclip.report import paired_differences, paired_table, summary_table, with_literature
+from dualclip.report import paired_differences, paired_table, real_image_equivalents, summary_table, with_literature
 
 
 def scores(rows):
@@ -44,3 +44,20 @@ def test_paired_differences_pair_runs_by_seed():
     table = paired_table(differences)
     assert table.loc[("synthetic", "swap_att", "accuracy"), "ours − ours_shuf"] == "+2.7 ± 3.2 (2/3)"
     assert table.loc[("synthetic", "swap_att", "accuracy"), "ours − baseline"] == "+10.0 (1/1)"
+
+
+def test_real_image_equivalents_interpolate_the_baseline_curve_in_log_n():
+    def row(method, n, seed, value):
+        return {"method": method, "n_train": n, "seed": seed, "run": method, "benchmark": "synthetic",
+                "suite": "swap_att", "metric": "accuracy", "value": value, "n_items": 10}
+
+    frame = pd.DataFrame([row("baseline", 1000, 0, 50.0), row("baseline", 1000, 1, 52.0),  # mean 51
+                          row("baseline", 2000, 0, 61.0), row("baseline", 4000, 0, 66.0),
+                          row("ours", 1000, 0, 56.0),      # halfway from 51 to 61: 2**10.5 / 1000 * 1000
+                          row("negclip", 1000, 0, 49.0),   # below the baseline on the same images
+                          row("ours_pos", 1000, 0, 70.0)])  # beyond the largest size
+    table = real_image_equivalents(frame, 1000).set_index("method")
+    assert abs(table.loc["ours", "baseline_images_equivalent"] - 1000 * 2 ** 0.5) < 1e-6
+    assert table.loc["ours", "label"] == "1,414"
+    assert table.loc["negclip", "label"] == "≤ 1,000" and table.loc["ours_pos", "label"] == "> 4,000"
+    assert real_image_equivalents(frame[frame["n_train"] == 1000], 1000).empty  # no curve, no prices

@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
@@ -100,6 +101,67 @@ def paired_table(differences: pd.DataFrame) -> pd.DataFrame:
              for m, sd, n, k in zip(differences["mean_difference"], differences["std"], differences["seeds"], differences["a_ahead"])]
     return differences.assign(cell=cells).pivot_table(
         index=["benchmark", "suite", "metric"], columns="comparison", values="cell", aggfunc="first", sort=False)
+
+
+def real_image_equivalents(scores: pd.DataFrame, default_n: int) -> pd.DataFrame:
+    """Prices the other methods in real images: for each suite and each run on the default
+    training set, the number of real images on which the baseline would score the same
+    mean, interpolated linearly in log2(n) between the baseline's data sizes
+    (``train.data_sizes``). Below the baseline's own score it is "≤ n", above its largest
+    size "> n": the curve says nothing outside its range.
+    """
+    headline = scores[scores["metric"].isin(HEADLINE_METRICS) & scores["method"].notna()]
+    keys = ["benchmark", "suite", "metric"]
+    baseline = headline[headline["method"] == "baseline"].groupby([*keys, "n_train"])["value"].mean()
+    if baseline.index.get_level_values("n_train").nunique() < 2:
+        return pd.DataFrame()
+    others = headline[(headline["method"] != "baseline") & (headline["n_train"] == default_n)]
+    rows = []
+    for (benchmark, suite, metric, method), score in others.groupby([*keys, "method"], sort=False)["value"].mean().items():
+        if (benchmark, suite, metric) not in baseline.index.droplevel("n_train"):
+            continue
+        curve = baseline.loc[(benchmark, suite, metric)].sort_index()
+        sizes, values = np.log2(curve.index.to_numpy(dtype=float)), curve.to_numpy()
+        equivalent, label = float("nan"), f"> {int(curve.index[-1]):,}"
+        if score <= values[0]:
+            label = f"≤ {int(curve.index[0]):,}"
+        else:
+            for i in range(len(values) - 1):  # the first segment of the curve that reaches the score
+                if values[i] < score <= values[i + 1]:
+                    equivalent = 2 ** (sizes[i] + (score - values[i]) / (values[i + 1] - values[i]) * (sizes[i + 1] - sizes[i]))
+                    label = f"{equivalent:,.0f}"
+                    break
+        rows.append({"benchmark": benchmark, "suite": suite, "metric": metric, "method": method, "score": score,
+                     "baseline_images_equivalent": equivalent, "label": label})
+    return pd.DataFrame(rows)
+
+
+def data_size_figure(scores: pd.DataFrame, default_n: int) -> bytes:
+    """The baseline's score against its number of real training images (mean ± sd over
+    seeds), with every other method's mean on the default set as a horizontal line."""
+    headline = scores[(scores["benchmark"] == "synthetic") & scores["metric"].isin(HEADLINE_METRICS)]
+    suites = list(dict.fromkeys(headline["suite"]))
+    columns = 4
+    rows = -(-len(suites) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), squeeze=False)
+    palette = dict(zip(METHOD_ORDER, sns.color_palette("tab10", len(METHOD_ORDER))))
+    for axis, suite in zip(axes.flat, suites):
+        data = headline[headline["suite"] == suite]
+        base = data[data["method"] == "baseline"]
+        sns.lineplot(data=base, x="n_train", y="value", ax=axis, marker="o", errorbar="sd", color="black", label="baseline")
+        for method, values in data[(data["method"] != "baseline") & (data["n_train"] == default_n)].groupby("method"):
+            axis.axhline(values["value"].mean(), color=palette.get(method, "grey"), lw=1, ls="--", label=method)
+        axis.set_xscale("log", base=2)
+        axis.set_title(suite)
+        axis.set_xlabel("real training images")
+        axis.set_ylabel("%")
+        axis.legend().remove()
+    for axis in list(axes.flat)[len(suites):]:
+        axis.remove()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return figure_png(fig)
 
 
 def figure_png(fig) -> bytes:
@@ -195,6 +257,15 @@ def write_report(config: dict, score_files: list[str], summary_files: list[str],
     paired_html = paired_table(differences).to_html(na_rep="") if not differences.empty else "<p>No comparison could be made.</p>"
     if missing:
         paired_html += f"<p>Not in this study (no runs): {html.escape(', '.join(missing))}.</p>"
+    equivalents = real_image_equivalents(scores, default_n)
+    write_text(outputs.equivalents, equivalents.to_csv(index=False))
+    data_size_html = "<p>Only one training-set size: add <code>train.data_sizes</code> for this section.</p>"
+    if not equivalents.empty:
+        priced = equivalents.pivot_table(index=["benchmark", "suite", "metric"], columns="method", values="label",
+                                         aggfunc="first", sort=False)
+        data_size_html = (f"<p>How many real images the baseline needs to match each method trained on "
+                          f"{default_n:,} images (log-linear between the measured sizes; seed means).</p>"
+                          f"{priced.to_html(na_rep='')}{png_tag(data_size_figure(scores, default_n))}")
     summaries = [read_json(path) for path in summary_files]
     runs = pd.DataFrame(summaries)
     runs.insert(0, "run", [run_label(m, n, default_n) for m, n in zip(runs["method"], runs["n_samples"])])
@@ -231,6 +302,8 @@ Cells are mean ± std over seeds.</p>
 <p>Run a minus run b on the same seed (same data order and initialisation), mean ± std of the per-seed
 differences in points, and on how many seeds a scored strictly higher. The pairs are <code>report.comparisons</code>.</p>
 {paired_html}
+<h2>Duals priced in real images (baseline data-size curve)</h2>
+{data_size_html}
 <h2>Each suite, methods side by side</h2>{png_tag(figure)}
 <h2>Runs (matched compute)</h2>{runs[[c for c in run_columns if c in runs]].to_html(index=False)}
 <h2>Training</h2>{png_tag(curves)}
