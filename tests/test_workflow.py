@@ -58,6 +58,12 @@ def test_report_names_every_method_and_suite(workflow_dir):
     assert report.count("data:image/png;base64,") > 10  # figures and the gallery are embedded
     scores = (workflow_dir / "results" / "report" / "scores.csv").read_text()
     assert "blind_accuracy" in scores and "code_version" in scores
+    # paired per-seed differences: the tiny config has baseline, negclip and ours, so the
+    # comparisons with the ablations are listed as not made, never silently dropped
+    assert "ours − baseline" in report and "ours − negclip" in report
+    assert "Not in this study (no runs): ours − ours_shuf" in report
+    paired = (workflow_dir / "results" / "report" / "paired_differences.csv").read_text()
+    assert paired.startswith("comparison,benchmark,suite,metric,mean_difference") and "ours − negclip" in paired
 
 
 @pytest.mark.slow

@@ -95,15 +95,6 @@ def gather_rows(local: torch.Tensor, n_total: int, context: Context) -> torch.Te
     return torch.cat([piece[:size] for piece, size in zip(pieces, sizes)])
 
 
-def broadcast_object(value, context: Context):
-    """Rank 0's ``value`` on every process (e.g. whether a checkpoint is usable)."""
-    if not context.distributed:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
 def launch(run_kwargs: dict, nproc_per_node: int, work_dir: str | Path, log=None) -> dict:
     """Run ``dualclip.train.run(**run_kwargs)`` in ``nproc_per_node`` processes.
 
