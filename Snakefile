@@ -32,5 +32,6 @@ report: "report/workflow.rst"
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/report/report.html",
+        # every report output, so that one added to the rule is made for finished studies too
+        rules.report.output,
         per_image_targets(),
