@@ -42,17 +42,11 @@ def tiny_config(steps: int, precision: str, device: str = "cuda") -> dict:
                       "checkpoint_every": 10_000, "negclip": {"neighbour_model": "pixels", "k": 3}}}
 
 
-def initial_weights() -> dict:
-    from dualclip.train.models import create_model
-    from dualclip.train.trainer import seed_everything
-
-    seed_everything(0)  # as train() does before it builds the model
-    return create_model("dualclip-tiny")[0].state_dict()
-
-
 def update_difference(a: Path, b: Path) -> float:
-    """The largest per-tensor |w_a - w_b| / |w_a - w_0| between two runs' final weights."""
-    start = initial_weights()
+    """The largest per-tensor |w_a - w_b| / |w_a - w_0| between two runs' final weights (seed 0)."""
+    from dualclip.train.trainer import initial_model
+
+    start = initial_model({"name": "dualclip-tiny"}, 0)[0].state_dict()
     wa = torch.load(a / "model.pt", map_location="cpu", weights_only=False)["model"]
     wb = torch.load(b / "model.pt", map_location="cpu", weights_only=False)["model"]
     return max(float((wa[k] - wb[k]).norm() / (wa[k] - start[k]).norm().clamp_min(1e-12)) for k in wa)
@@ -79,7 +73,7 @@ def paper_scale_step_time(captions: list[str], steps: int = 10, batch: int = 256
     from dualclip.train.distributed import Context
     from dualclip.train.loss import DualContrastiveLoss
     from dualclip.train.models import create_model
-    from dualclip.train.trainer import make_optimizer, training_step
+    from dualclip.train.trainer import autocast_factory, make_optimizer, training_step
 
     device = torch.device("cuda")
     model, _, tokenizer = create_model("ViT-B-32-quickgelu", None)
@@ -89,9 +83,7 @@ def paper_scale_step_time(captions: list[str], steps: int = 10, batch: int = 256
     spec = BatchSpec(images=list(range(batch)), texts=(captions * batch)[:batch],
                      image_pos=list(range(batch)), text_pos=list(range(batch)))
     context, loss_fn = Context(device=device), DualContrastiveLoss()
-
-    def autocast():
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    autocast = autocast_factory(device, "amp")
 
     torch.cuda.reset_peak_memory_stats()
     timings = []

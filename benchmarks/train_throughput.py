@@ -30,7 +30,8 @@ from dualclip.train.distributed import Context
 from dualclip.train.batches import METHODS, build_train_data
 from dualclip.train.loss import DualContrastiveLoss
 from dualclip.train.models import create_model
-from dualclip.train.trainer import compute_neighbours, iterate_plan, load_images, make_optimizer, training_step
+from dualclip.train.trainer import (autocast_factory, compute_neighbours, iterate_plan, load_images, make_optimizer,
+                                    training_step, uses_amp)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,10 +65,8 @@ def main() -> None:
     data = build_train_data(records_from(Path(args.results), n_train, config["shard_size"]))
     device = torch.device(args.device)
     context = Context(device=device)
-    use_amp = device.type == "cuda" and config["train"].get("precision", "amp") == "amp"
-
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp)
+    precision = config["train"].get("precision", "amp")
+    autocast, use_amp = autocast_factory(device, precision), uses_amp(device, precision)
 
     def synchronize():
         if device.type == "cuda":

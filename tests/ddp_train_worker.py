@@ -19,12 +19,10 @@ def first_batch_gradients(config, method, data, out_file):
 
     from dualclip.train.batches import plan_epoch
     from dualclip.train.loss import DualContrastiveLoss
-    from dualclip.train.models import create_model
-    from dualclip.train.trainer import compute_neighbours, load_images, seed_everything, training_step
+    from dualclip.train.trainer import compute_neighbours, initial_model, load_images, training_step
 
     context = distributed.setup(torch.device("cpu"))
-    seed_everything(0)
-    model, preprocess, tokenizer = create_model("dualclip-tiny")
+    model, preprocess, tokenizer = initial_model(config["model"], 0)
     images = load_images(data.image_files, preprocess)
     neighbours = compute_neighbours(data, images, config["train"]["negclip"], model) if "negclip" in method else None
     batch = plan_epoch(method, data, config["train"]["batch_images"], np.random.default_rng([0, 0]), neighbours)[0]

@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dualclip.download.shapes import WorldConfig, world_record
-from dualclip.io import write_png
 from dualclip.train import distributed
-from dualclip.train.batches import build_train_data
 from dualclip.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,19 +28,12 @@ def test_slices_cover_the_batch_in_order_and_may_be_empty():
 def dual_data(tmp_path_factory):
     """16 scenes, each with two 'dual' images (flipped copies with their own texts) and a
     negative caption: every column type of the ours+negclip batch appears."""
-    folder = tmp_path_factory.mktemp("world")
-    world = WorldConfig(seed=5)
-    records = []
-    for index in range(16):
-        image, _, record = world_record(world, "train", index)
-        write_png(folder / f"{index}.png", image)
-        duals = []
-        for k, flipped in enumerate((image[:, ::-1], image[::-1])):
-            write_png(folder / f"{index}-dual{k}.png", np.ascontiguousarray(flipped))
-            duals.append({"file": str(folder / f"{index}-dual{k}.png"), "text": f"{record['caption']} ({k})"})
-        records.append({"image": str(folder / f"{index}.png"), "caption": record["caption"],
-                        "negatives": [record["caption"][::-1]], "duals": duals})
-    return build_train_data(records)
+    from test_train import world_train_data
+
+    def flipped_duals(image, caption):
+        return [(np.ascontiguousarray(flipped), f"{caption} ({k})") for k, flipped in enumerate((image[:, ::-1], image[::-1]))]
+
+    return world_train_data(tmp_path_factory.mktemp("world"), seed=5, make_duals=flipped_duals)
 
 
 def tiny_config(steps):
@@ -97,11 +87,9 @@ def test_two_processes_train_the_same_model_as_one(dual_data, tmp_path, method):
 
 
 def initial_weights():
-    from dualclip.train.models import create_model
-    from dualclip.train.trainer import seed_everything
+    from dualclip.train.trainer import initial_model
 
-    seed_everything(0)  # as train() does before it builds the model
-    return create_model("dualclip-tiny")[0].state_dict()
+    return initial_model({"name": "dualclip-tiny"}, 0)[0].state_dict()
 
 
 def assert_same_updates(a: dict, b: dict) -> None:

@@ -104,17 +104,26 @@ def test_equal_compute_gives_every_method_the_same_image_budget():
     assert count_steps("ours", data, config, 0, neighbours)[1] > count_steps("baseline", data, config, 0, neighbours)[1]
 
 
-@pytest.fixture(scope="module")
-def world_data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("world")
-    world = WorldConfig(seed=3)
+def world_train_data(folder, seed: int, n: int = 16, make_duals=None):
+    """``n`` synthetic scenes written to ``folder`` as training records, each with its
+    reversed caption as a negative; ``make_duals(image, caption)`` -> [(image, text)] adds duals."""
+    world = WorldConfig(seed=seed)
     records = []
-    for index in range(16):
+    for index in range(n):
         image, _, record = world_record(world, "train", index)
         write_png(folder / f"{index}.png", image)
+        duals = []
+        for k, (dual_image, text) in enumerate(make_duals(image, record["caption"]) if make_duals else []):
+            write_png(folder / f"{index}-dual{k}.png", dual_image)
+            duals.append({"file": str(folder / f"{index}-dual{k}.png"), "text": text})
         records.append({"image": str(folder / f"{index}.png"), "caption": record["caption"],
-                        "negatives": [record["caption"][::-1]], "duals": []})
+                        "negatives": [record["caption"][::-1]], "duals": duals})
     return build_train_data(records)
+
+
+@pytest.fixture(scope="module")
+def world_data(tmp_path_factory):
+    return world_train_data(tmp_path_factory.mktemp("world"), seed=3)
 
 
 def tiny_config(steps, batch_images=8):

@@ -14,7 +14,6 @@ without ``torch.distributed``.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -126,7 +125,3 @@ def launch(run_kwargs: dict, nproc_per_node: int, work_dir: str | Path, log=None
                            "each process's traceback is in the log above")
     return read_json(Path(run_kwargs["out_dir"]) / "summary.json")
 
-
-def load_arguments(path: str | Path) -> dict:
-    with open(path) as handle:
-        return json.load(handle)

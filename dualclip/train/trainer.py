@@ -41,6 +41,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def uses_amp(device: torch.device, precision: str) -> bool:
+    """bf16 autocast (``precision: amp``) on CUDA only; the CPU path stays fp32."""
+    return device.type == "cuda" and precision == "amp"
+
+
+def autocast_factory(device: torch.device, precision: str):
+    """A no-argument context-manager factory for :func:`training_step`."""
+    enabled = uses_amp(device, precision)
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def initial_model(model_config: dict, seed: int):
+    """(model, preprocess, tokenizer) as a run with this seed starts, on the CPU."""
+    seed_everything(seed)
+    return create_model(model_config["name"], model_config.get("pretrained"), device="cpu")
+
+
 def load_images(files: list[str], preprocess) -> torch.Tensor:
     from PIL import Image
 
@@ -181,8 +198,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     train_config = config["train"]
     context = distributed.setup(resolve_device(config.get("device", "auto")))
     device = context.device
-    seed_everything(seed)
-    model, preprocess, tokenizer = create_model(config["model"]["name"], config["model"].get("pretrained"), device="cpu")
+    model, preprocess, tokenizer = initial_model(config["model"], seed)
     images = load_images(data.image_files, preprocess)
     neighbours = None
     if method in ("negclip", "ours+negclip"):
@@ -198,10 +214,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     optimizer = make_optimizer(model, train_config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(int(train_config["warmup_steps"]), total_steps))
     loss_fn = DualContrastiveLoss()
-    use_amp = device.type == "cuda" and train_config.get("precision", "amp") == "amp"
-
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp)
+    autocast = autocast_factory(device, train_config.get("precision", "amp"))
 
     checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "train_log.csv"

@@ -6,10 +6,10 @@ each batch, and rank 0 writes the checkpoints, the log and the model.
 
 import sys
 
+from dualclip.io import read_json
 from dualclip.train import run
-from dualclip.train.distributed import load_arguments
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m dualclip.train.worker ARGUMENTS.json (written by dualclip.train.distributed.launch)")
-    run(**load_arguments(sys.argv[1]))
+    run(**read_json(sys.argv[1]))
