@@ -34,4 +34,10 @@ rule all:
     input:
         # every report output, so that one added to the rule is made for finished studies too
         rules.report.output,
-        per_image_targets(),
+        # every shard manifest: a withdrawn one (see below) reruns its shard even though
+        # the results downstream of it exist
+        needed_manifests(),
+
+
+# a shard whose per-image files changed since its manifest reruns
+withdraw_stale_shards()

@@ -74,7 +74,7 @@ def main() -> None:
 
     model, preprocess, tokenizer = create_model(config["model"]["name"], config["model"].get("pretrained"))
     images = load_images(data.image_files, preprocess)
-    neighbours = compute_neighbours(data, images, config["train"]["negclip"], model)
+    neighbours = compute_neighbours(data, preprocess, config["train"]["negclip"], model)
     model.to(device)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     rows = []
@@ -90,7 +90,8 @@ def main() -> None:
                 started = time.perf_counter()
             if step >= args.warmup + args.steps:
                 break
-            losses = training_step(model, DualContrastiveLoss(), tokenizer, images, batch, context, autocast)
+            # preloaded images: this measures the step, not the reading
+            losses = training_step(model, DualContrastiveLoss(), tokenizer, images[batch.images], batch, context, autocast)
             optimizer.zero_grad()
             losses["loss"].backward()
             optimizer.step()

@@ -1,11 +1,12 @@
 """Dual quality filter: does a dual image really lack the removed components and keep the rest?
 
 A detector (``instances(images) -> list[list[Instance]]``, e.g. ``YoloDetector``) runs on
-the original image and on each dual image. Detection is *located*: an instance counts
-for component ``i`` only when it has one of ``i``'s classes, confidence >= ``conf`` and
-overlaps ``i``'s original mask (intersection over the smaller of the two areas >=
-``min_overlap``). Class alone would not do: with "a red circle and a blue circle", the
-kept circle is still a circle after the other one is removed.
+the original image and on each dual image; the originals and duals of consecutive images
+are packed into calls of the detector's ``batch_size``. Detection is *located*: an
+instance counts for component ``i`` only when it has one of ``i``'s classes, confidence
+>= ``conf`` and overlaps ``i``'s original mask (intersection over the smaller of the two
+areas >= ``min_overlap``). Class alone would not do: with "a red circle and a blue
+circle", the kept circle is still a circle after the other one is removed.
 
 A dual is accepted when
 
@@ -21,7 +22,7 @@ Each decision carries the reasons for a rejection and the best score per compone
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -112,6 +113,8 @@ class DualFilter:
                 "images (it has no instances()); use backend: yolo"
             )
         self.detector = detector
+        # A detector that does not say how many images it takes per call gets one at a time.
+        self.batch_size = max(1, int(getattr(detector, "batch_size", 1)))
 
     def _classes(self, components: Sequence[Component]) -> list[set[int]]:
         from dualclip.detect.yolo import label_classes
@@ -127,19 +130,36 @@ class DualFilter:
         duals: Sequence[np.ndarray],
     ) -> list[FilterDecision]:
         """One decision per (subset, dual image); ``masks`` are the components' original masks."""
-        if len(subsets) != len(duals):
-            raise ValueError(f"filter: {len(subsets)} subsets but {len(duals)} dual images")
-        if len(masks) != len(components):
-            raise ValueError(f"filter: {len(components)} components but {len(masks)} masks")
-        masks = [mask.astype(bool) for mask in masks]
-        classes = self._classes(components)
-        found = self.detector.instances([image, *duals])
-        original = best_scores(found[0], components, masks, classes, self.conf, self.min_overlap)
-        return [
-            decide(tuple(subset), components, best_scores(instances, components, masks, classes, self.conf, self.min_overlap),
-                   original, self.conf, self.require_kept_in_original)
-            for subset, instances in zip(subsets, found[1:])
-        ]
+        (decisions,) = self.evaluate_many([(image, components, masks, subsets, duals)])
+        return decisions
+
+    def evaluate_many(
+        self,
+        cases: Iterable[tuple[np.ndarray, Sequence[Component], Sequence[np.ndarray], Sequence[tuple[int, ...]], Sequence[np.ndarray]]],
+    ) -> Iterator[list[FilterDecision]]:
+        """``evaluate`` of each ``(image, components, masks, subsets, duals)`` case, yielded in case order.
+
+        The originals and duals of consecutive cases fill detector calls of ``batch_size``
+        images; a case's decisions come as soon as its last image has been detected.
+        """
+        from dualclip.batching import packed_batches
+
+        def prepared():
+            for image, components, masks, subsets, duals in cases:
+                if len(subsets) != len(duals):
+                    raise ValueError(f"filter: {len(subsets)} subsets but {len(duals)} dual images")
+                if len(masks) != len(components):
+                    raise ValueError(f"filter: {len(components)} components but {len(masks)} masks")
+                masks = [mask.astype(bool) for mask in masks]
+                yield (components, masks, self._classes(components), subsets), [image, *duals]
+
+        for (components, masks, classes, subsets), found in packed_batches(prepared(), self.batch_size, self.detector.instances):
+            original = best_scores(found[0], components, masks, classes, self.conf, self.min_overlap)
+            yield [
+                decide(tuple(subset), components, best_scores(instances, components, masks, classes, self.conf, self.min_overlap),
+                       original, self.conf, self.require_kept_in_original)
+                for subset, instances in zip(subsets, found[1:])
+            ]
 
 
 def run_shard(config: dict, image_files: list[str], parse_files: list[str], detect_files: list[str],
@@ -148,8 +168,10 @@ def run_shard(config: dict, image_files: list[str], parse_files: list[str], dete
 
     Reads the stage files as the other stages write them: the parse record (components),
     the detect record and its bit-packed masks PNG (each component's own, undilated
-    region), and the inpaint ``duals.json`` with its ``drop-*.png`` images.
+    region), and the inpaint ``duals.json`` with its ``drop-*.png`` images. Works on the
+    lists it is given, whatever their length (the last shard of a split may be short).
     """
+    from collections import deque
     from pathlib import Path
 
     from tqdm import tqdm
@@ -157,24 +179,35 @@ def run_shard(config: dict, image_files: list[str], parse_files: list[str], dete
     from dualclip.io import bits_to_masks, read_json, read_label_png, read_rgb, write_json
 
     dual_filter = DualFilter(config, detector=detector)
-    for image_file, parse_file, detect_file, duals_file, out in tqdm(
-        list(zip(image_files, parse_files, detect_files, duals_files, out_files)), desc="filter", mininterval=5
-    ):
-        parsed = read_json(parse_file)
-        duals = read_json(duals_file)
-        record = {"image_id": duals["image_id"], "status": "ok", "reason": None, "decisions": []}
-        if not duals["duals"]:
-            record.update(status="skipped", reason=f"no dual images ({duals.get('reason')})")
-            write_json(out, record)
-            continue
-        components = [Component.from_dict(component) for component in parsed["components"]]
-        detected = read_json(detect_file)
-        masks = bits_to_masks(read_label_png(Path(detect_file).parent / detected["masks_file"]), len(detected["components"]))
-        folder = Path(duals_file).parent
-        decisions = dual_filter.evaluate(
-            read_rgb(image_file), components, masks, [tuple(dual["subset"]) for dual in duals["duals"]],
-            [read_rgb(folder / dual["file"]) for dual in duals["duals"]],
-        )
-        record["decisions"] = [{"file": dual["file"], **decision.to_dict()} for dual, decision in zip(duals["duals"], decisions)]
+    progress = tqdm(total=len(out_files), desc="filter", unit="image", mininterval=5)
+    # What run_shard needs to write an image handed to the filter; its decisions come back
+    # in the order the images went in.
+    handed: deque[tuple[str, dict, list[dict]]] = deque()
+
+    def cases():
+        for image_file, parse_file, detect_file, duals_file, out in zip(
+            image_files, parse_files, detect_files, duals_files, out_files, strict=True
+        ):
+            parsed = read_json(parse_file)
+            duals = read_json(duals_file)
+            record = {"image_id": duals["image_id"], "status": "ok", "reason": None, "decisions": []}
+            if not duals["duals"]:
+                record.update(status="skipped", reason=f"no dual images ({duals.get('reason')})")
+                write_json(out, record)
+                progress.update()
+                continue
+            components = [Component.from_dict(component) for component in parsed["components"]]
+            detected = read_json(detect_file)
+            masks = bits_to_masks(read_label_png(Path(detect_file).parent / detected["masks_file"]), len(detected["components"]))
+            folder = Path(duals_file).parent
+            handed.append((out, record, duals["duals"]))
+            yield (read_rgb(image_file), components, masks, [tuple(dual["subset"]) for dual in duals["duals"]],
+                   [read_rgb(folder / dual["file"]) for dual in duals["duals"]])
+
+    for decisions in dual_filter.evaluate_many(cases()):
+        out, record, duals = handed.popleft()
+        record["decisions"] = [{"file": dual["file"], **decision.to_dict()} for dual, decision in zip(duals, decisions, strict=True)]
         record["n_accepted"] = sum(decision.accepted for decision in decisions)
         write_json(out, record)
+        progress.update()
+    progress.close()

@@ -1,12 +1,17 @@
 import json
+import sys
 import math
 from pathlib import Path
 
 from types import SimpleNamespace
 
+from snakemake.logging import logger
+
+sys.path.insert(0, workflow.basedir)  # the dualclip package beside the workflow
+from dualclip.workflow import withdraw_stale_manifests
+
 RESULTS = config["results_dir"]
 SHARD_SIZE = config["shard_size"]
-SLOTS = list(range(SHARD_SIZE))
 ENV = "../envs/dualclip.yaml"
 PY = "python"
 
@@ -23,6 +28,21 @@ def n_shards(n_images):
     return math.ceil(int(n_images) / SHARD_SIZE)
 
 
+def split_size(split):
+    """Images of a split that some job needs: the train split covers every data size."""
+    dataset = config["dataset"]
+    if split == "train":
+        return max([dataset["n_train"], *config["train"]["data_sizes"]])
+    return dataset[f"n_{split}"]
+
+
+def shard_image_count(wildcards):
+    """Images in one shard: shard k always holds images k*S .. k*S+S-1, so raising n_*
+    reruns only the partial last shard and the new ones."""
+    first = int(wildcards.shard) * SHARD_SIZE
+    return max(0, min(SHARD_SIZE, split_size(wildcards.split) - first))
+
+
 def without_sizes(section):
     """A config section minus the image counts: raising n_* must not rerun finished shards."""
     return {key: value for key, value in section.items() if not key.startswith("n_")}
@@ -30,15 +50,9 @@ def without_sizes(section):
 
 def shard_manifest(stage):
     """The same shard's manifest of an upstream stage: a shard job depends on it, not on
-    every per-image file (Snakemake records inputs per output: per-image inputs would
-    make that metadata grow as the square of the shard size)."""
+    its per-image files. The manifest lists every file of the shard with its size, and
+    withdraw_stale_shards() checks them against the disk before every run."""
     return f"{RESULTS}/{stage}/{{split}}/{{shard}}/manifest.json"
-
-
-def shard_outputs(stage, pattern):
-    return expand(
-        f"{RESULTS}/{stage}/{{{{split}}}}/{{{{shard}}}}/{pattern}", slot=SLOTS
-    )
 
 
 def download_prerequisites(wildcards):
@@ -104,7 +118,14 @@ def train_params(method):
     settings (negclip.k, use_failed_rewrites), the epochs of the unused compute mode,
     or how often to checkpoint must not rerun it."""
     settings = dict(config["train"])
-    for key in ("methods", "seeds", "data_sizes", "zeroshot", "checkpoint_every"):
+    for key in (
+        "methods",
+        "seeds",
+        "data_sizes",
+        "zeroshot",
+        "checkpoint_every",
+        "loader_workers",
+    ):
         settings.pop(key, None)
     if method not in ("negclip", "ours+negclip"):
         settings.pop("negclip", None)
@@ -139,26 +160,8 @@ def prompt_files(stage):
     return [str(path)]
 
 
-def slot_patterns(stage):
-    """The per-image files a shard job of a stage writes (its declared outputs)."""
-    patterns = {
-        "data": ["{slot}.png", "{slot}.json"]
-        + (["{slot}.labels.png"] if synthetic_suites() else []),
-        "parse": ["{slot}.json"],
-        "detect": ["{slot}.json", "{slot}.masks.png"],
-        "inpaint": ["{slot}/duals.json"],
-        "rewrite": ["{slot}.json"],
-        "filter": ["{slot}.json"],
-    }
-    return patterns[stage]
-
-
-def per_image_targets():
-    """Every per-image file the final report depends on, requested by `rule all`.
-
-    Downstream jobs depend on shard manifests only (small DAG metadata), so without
-    this a deleted per-image file would not be noticed: requested here, its absence
-    reruns its shard job, whose new manifest reruns what depends on it."""
+def needed_manifests():
+    """Every shard manifest the final report depends on."""
     needed = set(gallery_inputs())
     for method, n, seed in training_runs():
         wildcards = SimpleNamespace(method=method, n=str(n), seed=str(seed))
@@ -166,16 +169,22 @@ def per_image_targets():
             needed.update(files)
     if synthetic_suites():
         needed.update(manifests("data", "test", config["dataset"]["n_test"]))
-    targets = []
-    for manifest in sorted(needed):
-        stage = manifest[len(RESULTS) + 1 :].split("/", 1)[0]
-        folder = manifest.rsplit("/", 1)[0]
-        targets += [
-            f"{folder}/{pattern.format(slot=slot)}"
-            for pattern in slot_patterns(stage)
-            for slot in SLOTS
-        ]
-    return targets
+    return sorted(needed)
+
+
+def withdraw_stale_shards():
+    """Per-image caching without per-image targets (which made the DAG build take minutes
+    at paper scale): a shard whose files no longer match its manifest (deleted, resized
+    or modified after it) loses its manifest, so it reruns and everything downstream."""
+    if not workflow.is_main_process:
+        return  # cluster and subprocess jobs run what the main process planned
+    stale = withdraw_stale_manifests(needed_manifests())
+    for manifest, problems in stale.items():
+        logger.warning(
+            f"{Path(manifest).parent}: {len(problems)} file(s) differ from its manifest "
+            f"({'; '.join(problems[:3])}); manifest withdrawn (manifest.stale.json): "
+            "the shard and what depends on it rerun"
+        )
 
 
 def training_runs():

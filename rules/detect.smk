@@ -4,8 +4,6 @@ rule detect:
         data=shard_manifest("data"),
         parse=shard_manifest("parse"),
     output:
-        records=shard_outputs("detect", "{slot}.json"),
-        masks=shard_outputs("detect", "{slot}.masks.png"),
         manifest=f"{RESULTS}/detect/{{split}}/{{shard}}/manifest.json",
     log:
         f"{RESULTS}/logs/detect/{{split}}/{{shard}}.log",
@@ -21,6 +19,7 @@ rule detect:
         runtime=60,
     params:
         shard_size=SHARD_SIZE,
+        n_images=shard_image_count,
         detect=config["detect"],
         device=config["device"],
     script:

@@ -3,9 +3,6 @@ rule download:
     input:
         download_prerequisites,
     output:
-        images=shard_outputs("data", "{slot}.png"),
-        truth=shard_outputs("data", "{slot}.json"),
-        labels=shard_outputs("data", "{slot}.labels.png") if synthetic_suites() else [],
         manifest=f"{RESULTS}/data/{{split}}/{{shard}}/manifest.json",
     log:
         f"{RESULTS}/logs/download/{{split}}/{{shard}}.log",
@@ -22,6 +19,7 @@ rule download:
     params:
         dataset=without_sizes(config["dataset"]),
         shard_size=SHARD_SIZE,
+        n_images=shard_image_count,
     script:
         "../scripts/download.py"
 

@@ -6,7 +6,6 @@ rule filter:
         detect=shard_manifest("detect"),
         inpaint=shard_manifest("inpaint"),
     output:
-        records=shard_outputs("filter", "{slot}.json"),
         manifest=f"{RESULTS}/filter/{{split}}/{{shard}}/manifest.json",
     log:
         f"{RESULTS}/logs/filter/{{split}}/{{shard}}.log",
@@ -22,6 +21,7 @@ rule filter:
         runtime=60,
     params:
         shard_size=SHARD_SIZE,
+        n_images=shard_image_count,
         filter=config["filter"],
         device=config["device"],
     script:

@@ -4,7 +4,6 @@ rule inpaint:
         data=shard_manifest("data"),
         detect=shard_manifest("detect"),
     output:
-        records=shard_outputs("inpaint", "{slot}/duals.json"),
         manifest=f"{RESULTS}/inpaint/{{split}}/{{shard}}/manifest.json",
     log:
         f"{RESULTS}/logs/inpaint/{{split}}/{{shard}}.log",
@@ -20,6 +19,7 @@ rule inpaint:
         runtime=60,
     params:
         shard_size=SHARD_SIZE,
+        n_images=shard_image_count,
         inpaint=config["inpaint"],
         seed=config["dataset"]["seed"],
         device=config["device"],

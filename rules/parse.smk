@@ -4,7 +4,6 @@ rule parse:
         data=shard_manifest("data"),
         prompt=prompt_files("parse"),
     output:
-        records=shard_outputs("parse", "{slot}.json"),
         manifest=f"{RESULTS}/parse/{{split}}/{{shard}}/manifest.json",
     log:
         f"{RESULTS}/logs/parse/{{split}}/{{shard}}.log",
@@ -20,6 +19,7 @@ rule parse:
         runtime=30,
     params:
         shard_size=SHARD_SIZE,
+        n_images=shard_image_count,
         parse=config["parse"],
     script:
         "../scripts/parse.py"

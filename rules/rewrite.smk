@@ -5,7 +5,6 @@ rule rewrite:
         detect=shard_manifest("detect"),
         prompt=prompt_files("rewrite"),
     output:
-        records=shard_outputs("rewrite", "{slot}.json"),
         manifest=f"{RESULTS}/rewrite/{{split}}/{{shard}}/manifest.json",
     log:
         f"{RESULTS}/logs/rewrite/{{split}}/{{shard}}.log",
@@ -21,6 +20,7 @@ rule rewrite:
         runtime=30,
     params:
         shard_size=SHARD_SIZE,
+        n_images=shard_image_count,
         rewrite=config["rewrite"],
         device=config["device"],
     script:

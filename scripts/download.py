@@ -1,12 +1,12 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the dualclip package beside the workflow (conda envs)
-from pathlib import Path
-
 from dualclip.download import download_shard
-from dualclip.workflow import finish_shard, shard_of, start
+from dualclip.workflow import finish_shard, shard_of, start, start_shard
 
 start(snakemake)
 split, shard = shard_of(snakemake)
-download_shard(snakemake.params.dataset, split, shard, snakemake.params.shard_size, Path(snakemake.output.truth[0]).parent)
+folder = start_shard(snakemake)
+# n_images: the last shard of a split may be partial
+download_shard(snakemake.params.dataset, split, shard, snakemake.params.shard_size, folder, n_images=snakemake.params.n_images)
 finish_shard(snakemake)

@@ -2,17 +2,18 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the dualclip package beside the workflow (conda envs)
 from dualclip.filter import run_shard
-from dualclip.workflow import finish_shard, shard_files, start, with_device
+from dualclip.workflow import finish_shard, shard_files, start, start_shard, with_device
 
 start(snakemake)
 config = snakemake.params.filter
-size = snakemake.params.shard_size
+start_shard(snakemake)
+n_images = snakemake.params.n_images  # images in this shard (the last may be partial)
 run_shard(
     {**config, "detector": with_device(config.get("detector", {"backend": "yolo"}), snakemake.params.device)},
-    shard_files(snakemake.input.data, size, "{slot}.png"),
-    shard_files(snakemake.input.parse, size, "{slot}.json"),
-    shard_files(snakemake.input.detect, size, "{slot}.json"),
-    shard_files(snakemake.input.inpaint, size, "{slot}/duals.json"),
-    list(snakemake.output.records),
+    shard_files(snakemake.input.data, n_images, "{slot}.png"),
+    shard_files(snakemake.input.parse, n_images, "{slot}.json"),
+    shard_files(snakemake.input.detect, n_images, "{slot}.json"),
+    shard_files(snakemake.input.inpaint, n_images, "{slot}/duals.json"),
+    shard_files(snakemake.output.manifest, n_images, "{slot}.json"),
 )
 finish_shard(snakemake)

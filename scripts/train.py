@@ -6,8 +6,12 @@ from dualclip.workflow import start
 
 start(snakemake)
 out_dir = snakemake.output.model.rsplit("/", 1)[0]
-# checkpoint_every does not change the result, so it is read here, not a param
-train = {**snakemake.params.train, "checkpoint_every": snakemake.config["train"].get("checkpoint_every", 100)}
+# checkpoint_every and loader_workers do not change the result: read here, not params
+train = {
+    **snakemake.params.train,
+    "checkpoint_every": snakemake.config["train"].get("checkpoint_every", 100),
+    "loader_workers": snakemake.config["train"].get("loader_workers", 0),
+}
 run_arguments = dict(
     model=snakemake.params.model,
     train=train,
@@ -20,6 +24,8 @@ run_arguments = dict(
     n_val=snakemake.params.n_val,
     shard_size=snakemake.params.shard_size,
     out_dir=out_dir,
+    # shared by the runs of every method and seed that embed the same images the same way
+    neighbour_cache=f"{snakemake.config['results_dir']}/train/neighbour_cache",
 )
 # one process, or one per GPU through torchrun (train.nproc_per_node)
 launch(run_arguments, nproc_per_node=int(train.get("nproc_per_node", 1)), work_dir=out_dir)

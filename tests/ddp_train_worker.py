@@ -19,15 +19,16 @@ def first_batch_gradients(config, method, data, out_file):
 
     from dualclip.train.batches import plan_epoch
     from dualclip.train.loss import DualContrastiveLoss
-    from dualclip.train.trainer import compute_neighbours, initial_model, load_images, training_step
+    from dualclip.train.trainer import compute_neighbours, initial_model, load_images, local_images, training_step
 
     context = distributed.setup(torch.device("cpu"))
     model, preprocess, tokenizer = initial_model(config["model"], 0)
     images = load_images(data.image_files, preprocess)
-    neighbours = compute_neighbours(data, images, config["train"]["negclip"], model) if "negclip" in method else None
+    neighbours = compute_neighbours(data, preprocess, config["train"]["negclip"], model) if "negclip" in method else None
     batch = plan_epoch(method, data, config["train"]["batch_images"], np.random.default_rng([0, 0]), neighbours)[0]
     network = torch.nn.parallel.DistributedDataParallel(model) if context.distributed else model
-    losses = training_step(network, DualContrastiveLoss(), tokenizer, images, batch, context, contextlib.nullcontext)
+    pixels = images[local_images(batch, context)]
+    losses = training_step(network, DualContrastiveLoss(), tokenizer, pixels, batch, context, contextlib.nullcontext)
     losses["loss"].backward()
     if context.is_main:
         torch.save({name: p.grad for name, p in model.named_parameters()}, out_file)

@@ -183,3 +183,57 @@ def test_seeds_are_stable_and_differ_per_subset(shard, tmp_path):
         for dual in a["duals"]:  # OpenCV is deterministic: identical bytes on a rerun
             assert (root / "inpaint" / first.split("/")[-2] / dual["file"]).read_bytes() == \
                 (tmp_path / second.split("/")[-2] / dual["file"]).read_bytes()
+
+
+def test_run_shard_on_a_short_list_writes_the_same_files(shard, tmp_path):
+    # The last shard of a split is short: run_shard works on whatever lists it is given,
+    # and an image's files do not depend on which other images shared its call.
+    root, images, detected, out = shard
+    pieces = [str(tmp_path / str(slot) / "duals.json") for slot in range(N_SLOTS)]
+    run_shard(INPAINT, images[:2], detected[:2], pieces[:2], seed=0)
+    run_shard(INPAINT, images[2:], detected[2:], pieces[2:], seed=0)
+    whole = sorted(p.relative_to(root / "inpaint") for p in (root / "inpaint").rglob("*") if p.is_file())
+    assert whole == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert all((root / "inpaint" / name).read_bytes() == (tmp_path / name).read_bytes() for name in whole)
+
+
+# ---------------------------------------------------------------- packing work items into batches
+
+
+def test_packed_batches_fills_every_call_and_returns_each_cases_results_in_order():
+    from dualclip.batching import packed_batches
+
+    item_counts = [7, 3, 0, 1, 3]  # the subsets of images with k = 3, 2, 0, 1, 2 components
+    cases = [(f"image{number}", [(number, position) for position in range(count)]) for number, count in enumerate(item_counts)]
+    calls = []
+
+    def run_batch(items):
+        calls.append(len(items))
+        return [f"done {number}.{position}" for number, position in items]
+
+    pulled = []
+
+    def lazily():
+        for case in cases:
+            pulled.append(case[0])
+            yield case
+
+    results = []
+    for case, done in packed_batches(lazily(), 4, run_batch):
+        results.append((case, done, len(pulled)))
+    assert calls == [4, 4, 4, 2]  # 14 items in full calls of 4; per image it was 2 + 1 + 0 + 1 + 1 = 5 calls, 3 of them partial
+    assert [case for case, _, _ in results] == [case for case, _ in cases]
+    for (case, done, _), count in zip(results, item_counts):
+        number = int(case.removeprefix("image"))
+        assert done == [f"done {number}.{position}" for position in range(count)]
+    # Streamed: image0 comes back once image1 has filled the second call, before the rest is read.
+    assert results[0][2] == 2
+
+
+def test_packed_batches_checks_its_arguments():
+    from dualclip.batching import packed_batches
+
+    with pytest.raises(ValueError, match="at least 1"):
+        list(packed_batches([("a", [1])], 0, lambda items: items))
+    with pytest.raises(ValueError, match="1 results for 2 items"):
+        list(packed_batches([("a", [1, 2])], 2, lambda items: items[:1]))

@@ -1,5 +1,8 @@
 """Batch plans of every method, matched compute, resume, and the paper-scale model."""
 
+import itertools
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -168,3 +171,94 @@ def test_paper_scale_model_builds_and_takes_one_step_on_cpu():
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss) and not torch.equal(before, model.visual.proj)
+
+
+def preloaded_reference_weights(config, method, data, steps):
+    """The training loop as it was before streaming: every image preloaded into one tensor
+    and indexed per batch (the equivalence below proves the DataLoader path changes nothing)."""
+    import math
+
+    from dualclip.train.distributed import Context
+    from dualclip.train.loss import DualContrastiveLoss
+    from dualclip.train.trainer import (autocast_factory, compute_neighbours, initial_model, iterate_plan, load_images,
+                                        lr_lambda, make_optimizer, training_step)
+
+    model, preprocess, tokenizer = initial_model(config["model"], 0)
+    images = load_images(data.image_files, preprocess)
+    neighbours = compute_neighbours(data, preprocess, config["train"]["negclip"], model) if "negclip" in method else None
+    model.train()
+    optimizer = make_optimizer(model, config["train"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config["train"]["warmup_steps"], steps))
+    context, loss_fn = Context(device=torch.device("cpu")), DualContrastiveLoss()
+    batches = []
+    for step, _, batch in iterate_plan(method, data, config["train"]["batch_images"], 0, neighbours, 0):
+        if step >= steps:
+            break
+        batches.append(batch.images)
+        loss = training_step(model, loss_fn, tokenizer, images[batch.images], batch, context, autocast_factory(context.device, "fp32"))["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+    return model.state_dict(), batches
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_images_train_the_same_weights_as_preloaded_images(world_data, tmp_path, workers):
+    torch.set_num_threads(1)
+    config = tiny_config(4)
+    config["train"]["loader_workers"] = workers
+    expected, _ = preloaded_reference_weights(config, "negclip", world_data, 4)
+    train(config, "negclip", 0, world_data, tmp_path)
+    streamed = torch.load(tmp_path / "model.pt", weights_only=False)["model"]
+    for key in expected:
+        assert torch.equal(expected[key], streamed[key]), key
+
+
+def test_the_loader_reads_each_planned_batch_in_plan_order(world_data):
+    from dualclip.train.models import create_model
+    from dualclip.train.trainer import ImageFiles, image_loader, iterate_plan, load_images
+
+    _, preprocess, _ = create_model("dualclip-tiny", None)
+    preloaded = load_images(world_data.image_files, preprocess)
+    plan = [batch for _, _, batch in itertools.islice(iterate_plan("ours", world_data, 8, 0, None, 0), 6)]
+    loader = image_loader(ImageFiles(world_data.image_files, preprocess), [b.images for b in plan], 2, torch.device("cpu"))
+    for batch, pixels in zip(plan, loader, strict=True):
+        assert torch.equal(pixels, preloaded[batch.images])
+    # a process whose share of a small batch is empty gets an empty tensor of the image shape
+    empty = image_loader(ImageFiles(world_data.image_files, preprocess), [[]], 0, torch.device("cpu"))
+    assert next(iter(empty)).shape == (0, *preloaded.shape[1:])
+
+
+def test_blockwise_neighbours_equal_the_dense_matrix_ties_to_the_lower_index():
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(500, 16)).astype(np.float32)
+    embeddings[7] = embeddings[3]  # a duplicate image: tied similarities
+    embeddings[9] = embeddings[3]
+    normed = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    similarity = normed @ normed.T
+    np.fill_diagonal(similarity, -np.inf)
+    dense = np.argsort(-similarity, axis=1, kind="stable")[:, :3]
+    # 13 rows per block: many blocks, the last one partial
+    assert np.array_equal(nearest_neighbours(embeddings, 3, max_block_bytes=4 * 500 * 13), dense)
+    assert nearest_neighbours(embeddings, 3)[3].tolist()[:2] == [7, 9]
+
+
+def test_neighbours_are_cached_by_model_and_data(world_data, tmp_path):
+    from dualclip.train.models import create_model
+    from dualclip.train.trainer import compute_neighbours, neighbour_cache_key
+
+    model, preprocess, _ = create_model("dualclip-tiny", None)
+    settings = {"neighbour_model": "pixels", "k": 2}
+    key = neighbour_cache_key(world_data, settings, {"name": "dualclip-tiny"}, 0)
+    cache = tmp_path / f"neighbours-{key}.npz"
+    first = compute_neighbours(world_data, preprocess, settings, model, cache_file=cache)
+    assert cache.exists() and np.array_equal(np.load(cache)["neighbours"], first)
+    # the key changes with k, with the embedding model and with the images themselves
+    assert neighbour_cache_key(world_data, {**settings, "k": 3}, {"name": "dualclip-tiny"}, 0) != key
+    assert neighbour_cache_key(world_data, {**settings, "neighbour_model": "initial"}, {"name": "dualclip-tiny"}, 0) != key
+    image = world_data.image_files[0]
+    os.utime(image, ns=(os.stat(image).st_atime_ns, os.stat(image).st_mtime_ns + 10**9))
+    assert neighbour_cache_key(world_data, settings, {"name": "dualclip-tiny"}, 0) != key

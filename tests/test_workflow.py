@@ -83,20 +83,40 @@ def test_every_image_has_all_its_duals_and_dual_texts(workflow_dir):
 
 @pytest.mark.slow
 def test_caching_reruns_only_what_changed(workflow_dir):
+    results = workflow_dir / "results"
     assert planned_jobs(workflow_dir) == {}  # a second run has nothing to do
-    # deleting one image's output recomputes only its shard (and what depends on it)
-    (workflow_dir / "results" / "parse" / "train" / "1" / "3.json").unlink()
+    # a deleted per-image file of any stage reruns exactly its shard and what depends on it
+    # (shard jobs declare only their manifest; the manifest lists every file with its size)
+    (results / "parse" / "train" / "1" / "3.json").unlink()
     jobs = planned_jobs(workflow_dir)
-    assert jobs["parse"] == 1 and jobs["detect"] == 1 and jobs["inpaint"] == 1 and jobs["rewrite"] == 1
-    assert "download" not in jobs and "build_suites" not in jobs
+    assert jobs == {"parse": 1, "detect": 1, "inpaint": 1, "rewrite": 1, "train": 2, "eval_synthetic": 2,
+                    "report": 1, "all": 1}, jobs
+    assert (results / "parse" / "train" / "1" / "manifest.stale.json").exists()
     snakemake(workflow_dir)
-    # more images compute only the new shard
-    jobs = planned_jobs(workflow_dir, extra_config={"dataset": {"n_train": 36}})
+    next(iter(sorted((results / "inpaint" / "train" / "0").glob("*/drop-0.png")))).unlink()
+    jobs = planned_jobs(workflow_dir)
+    assert jobs == {"inpaint": 1, "train": 1, "eval_synthetic": 1, "report": 1, "all": 1}, jobs  # only ours uses duals
+    snakemake(workflow_dir)
+    (results / "detect" / "train" / "1" / "5.masks.png").write_bytes(b"truncated")
+    jobs = planned_jobs(workflow_dir)
+    assert jobs == {"detect": 1, "inpaint": 1, "rewrite": 1, "train": 1, "eval_synthetic": 1, "report": 1, "all": 1}, jobs
+    snakemake(workflow_dir)
+    assert planned_jobs(workflow_dir) == {}
+    # a partial last shard: 30 images are shards of 12, 12 and 6, and the first two stay
+    jobs = planned_jobs(workflow_dir, extra_config={"dataset": {"n_train": 30}})
     assert jobs["download"] == 1 and jobs["parse"] == 1 and jobs["inpaint"] == 1
     assert "build_suites" not in jobs  # the test suites do not depend on the train set size
+    snakemake(workflow_dir, extra_config={"dataset": {"n_train": 30}})
+    partial = json.loads((results / "data" / "train" / "2" / "manifest.json").read_text())
+    assert partial["n_images"] == 6 and sorted(p for p in partial["files"] if p.endswith(".json")) == [f"{i}.json" for i in range(6)]
+    summary = json.loads((results / "train" / "ours" / "n30" / "seed0" / "summary.json").read_text())
+    assert summary["n_samples"] == 30
+    # growing it reruns only that shard: membership of the full shards does not move
+    jobs = planned_jobs(workflow_dir, extra_config={"dataset": {"n_train": 36}})
+    assert jobs["download"] == 1 and jobs["parse"] == 1 and jobs["inpaint"] == 1
     # one stage's parameters rerun that stage and everything downstream, nothing upstream
-    jobs = planned_jobs(workflow_dir, extra_config={"inpaint": {"radius": 5}})
-    assert jobs["inpaint"] == 2 and "parse" not in jobs and "detect" not in jobs and "download" not in jobs
+    jobs = planned_jobs(workflow_dir, extra_config={"dataset": {"n_train": 30}, "inpaint": {"radius": 5}})
+    assert jobs["inpaint"] == 3 and "parse" not in jobs and "detect" not in jobs and "download" not in jobs
     assert jobs["train"] == 1  # only ours uses dual images
 
 

@@ -59,6 +59,9 @@ def run_shard(config: dict, image_files: list[str], ground_truth_files: list[str
 
     The masks PNG packs one bit per component (bit i = component i). A component that
     is not found is recorded with ``found: false`` and takes no part in the subsets.
+    A detector with ``detect_batch`` (YOLO) gets the images that have components in calls
+    of its ``batch_size``; the others go one image at a time. Works on the lists it is
+    given, whatever their length (the last shard of a split may be short).
     """
     from pathlib import Path
 
@@ -68,19 +71,14 @@ def run_shard(config: dict, image_files: list[str], ground_truth_files: list[str
     from dualclip.parse import Component
 
     detector = get_detector(config)
-    for image_file, truth_file, parse_file, out in tqdm(
-        list(zip(image_files, ground_truth_files, parse_files, out_files)), desc=f"detect ({detector.name})", mininterval=5
-    ):
-        parsed = read_json(parse_file)
-        truth = read_json(truth_file)
-        labels_file = Path(truth_file).with_suffix(".labels.png")
-        if labels_file.exists():
-            truth["labels"] = read_label_png(labels_file)
-        image = read_rgb(image_file)
-        components = [Component.from_dict(c) for c in parsed["components"]]
-        detections = detector.detect(image, components, truth) if components else []
+    batched = hasattr(detector, "detect_batch")
+    batch_size = max(1, int(getattr(detector, "batch_size", 1))) if batched else 1
+    progress = tqdm(total=len(out_files), desc=f"detect ({detector.name})", unit="image", mininterval=5)
+
+    def write_record(out: str, parsed: dict, components: list[Component], detections: list[ComponentDetection],
+                     shape: tuple[int, int]) -> None:
         masks_file = Path(out).with_suffix(".masks.png")
-        write_png(masks_file, masks_to_bits([d.mask for d in detections], image.shape[:2]))
+        write_png(masks_file, masks_to_bits([d.mask for d in detections], shape))
         record = {
             "image_id": parsed["image_id"],
             "backend": detector.name,
@@ -95,6 +93,37 @@ def run_shard(config: dict, image_files: list[str], ground_truth_files: list[str
         if record["status"] == "skipped":
             record["reason"] = "no component found in the image" if components else f"no components parsed ({parsed.get('reason')})"
         write_json(out, record)
+        progress.update()
+
+    # (out file, parse record, components, image, ground truth) read but not yet detected
+    waiting: list[tuple[str, dict, list[Component], np.ndarray, dict]] = []
+
+    def detect_waiting() -> None:
+        if batched:
+            found = detector.detect_batch([entry[3] for entry in waiting], [entry[2] for entry in waiting])
+        else:
+            found = [detector.detect(image, components, truth) for _, _, components, image, truth in waiting]
+        for (out, parsed, components, image, _), detections in zip(waiting, found, strict=True):
+            write_record(out, parsed, components, detections, image.shape[:2])
+        waiting.clear()
+
+    for image_file, truth_file, parse_file, out in zip(image_files, ground_truth_files, parse_files, out_files, strict=True):
+        parsed = read_json(parse_file)
+        truth = read_json(truth_file)
+        labels_file = Path(truth_file).with_suffix(".labels.png")
+        if labels_file.exists():
+            truth["labels"] = read_label_png(labels_file)
+        image = read_rgb(image_file)
+        components = [Component.from_dict(c) for c in parsed["components"]]
+        if not components:  # nothing to look for: no detector call
+            write_record(out, parsed, components, [], image.shape[:2])
+            continue
+        waiting.append((out, parsed, components, image, truth))
+        if len(waiting) == batch_size:
+            detect_waiting()
+    if waiting:
+        detect_waiting()
+    progress.close()
 
 
 def detected_indices(record: dict) -> list[int]:

@@ -4,7 +4,9 @@ A component matches every predicted instance whose class is one of the model cla
 ``label`` maps to (``class_map``, default: the class of the same name) and whose
 confidence is at least ``conf``; the component's mask is the union of their masks.
 Masks come at the image's own resolution (``retina_masks``), so nothing is resized
-afterwards.
+afterwards. Images go to the model in calls of ``batch_size``, each letterboxed to
+``imgsz`` x ``imgsz`` (``rect=False``), so an image's result does not depend on the
+sizes of the images that share its call.
 
 The pure parts (``instances_from_result``, ``component_detections``) work on any
 ultralytics ``Results`` and are what the quality filter (``dualclip.filter``) uses too.
@@ -26,7 +28,7 @@ DEFAULTS = {
     "iou": 0.7,
     "imgsz": 640,
     "max_det": 300,
-    "batch_size": 8,
+    "batch_size": 8,  # images per model call (the detect and filter stages pack a shard's images into them)
     "half": "auto",  # fp16 on CUDA
     "class_map": {},  # component label -> model class name(s) when they differ
 }
@@ -131,6 +133,7 @@ class YoloDetector:
                 f"detect.model {weights!r} is a {self.model.task!r} model; masks need a segmentation model (*-seg.pt)"
             )
         self.names: dict[int, str] = dict(self.model.names)
+        self.batch_size = max(1, int(self.config["batch_size"]))
 
     def _predict(self, images: Sequence[np.ndarray]):
         for image in images:
@@ -143,17 +146,20 @@ class YoloDetector:
             iou=float(self.config["iou"]),
             imgsz=int(self.config["imgsz"]),
             max_det=int(self.config["max_det"]),
-            batch=int(self.config["batch_size"]),
+            batch=self.batch_size,
             device=self.device,
             half=self.half,
             retina_masks=True,  # masks at the input image's resolution
+            # ultralytics pads a batch of same-size images to their own aspect but a mixed
+            # batch to a square; always square keeps a result independent of its batch.
+            rect=False,
             verbose=False,
         )
 
     def instances(self, images: Sequence[np.ndarray]) -> list[list[Instance]]:
         results = []
-        for start in range(0, len(images), int(self.config["batch_size"])):
-            results += self._predict(images[start:start + int(self.config["batch_size"])])
+        for start in range(0, len(images), self.batch_size):
+            results += self._predict(images[start:start + self.batch_size])
         return [instances_from_result(result, self.conf) for result in results]
 
     def detect(self, image: np.ndarray, components: list[Component], ground_truth: dict | None = None) -> list[ComponentDetection]:

@@ -14,23 +14,30 @@ from tqdm import tqdm
 from dualclip.io import image_id, write_json, write_png
 
 
-def download_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: str | Path) -> None:
+def download_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: str | Path,
+                   n_images: int | None = None) -> None:
+    """Slots 0 .. n_images-1 of shard ``shard`` (images shard*shard_size + slot); n_images
+    defaults to the shard size and is smaller for the partial last shard of a split."""
     name = dataset["name"]
+    n_images = shard_size if n_images is None else int(n_images)
+    if not 0 < n_images <= shard_size:
+        raise ValueError(f"shard {shard} of {split}: {n_images} images do not fit a shard of shard_size {shard_size}")
     if name == "shapes":
-        write_shapes_shard(dataset, split, shard, shard_size, Path(out_dir))
+        write_shapes_shard(dataset, split, shard, shard_size, Path(out_dir), n_images)
     elif name == "coco":
         from dualclip.download.coco import write_coco_shard
 
-        write_coco_shard(dataset, split, shard, shard_size, Path(out_dir))
+        write_coco_shard(dataset, split, shard, shard_size, Path(out_dir), n_images=n_images)
     else:
         raise ValueError(f"dataset.name: unknown dataset {name!r}; use 'shapes' or 'coco'")
 
 
-def write_shapes_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: Path) -> None:
+def write_shapes_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: Path,
+                       n_images: int | None = None) -> None:
     from dualclip.download.shapes import WorldConfig, world_record
 
     world = WorldConfig.from_config(dataset)
-    for slot in tqdm(range(shard_size), desc=f"render {split} shard {shard}", mininterval=5):
+    for slot in tqdm(range(shard_size if n_images is None else n_images), desc=f"render {split} shard {shard}", mininterval=5):
         index = shard * shard_size + slot
         image, labels, record = world_record(world, split, index)
         record["image_id"] = image_id(split, shard, slot)

@@ -287,28 +287,34 @@ def write_slot(config: dict, index: CocoIndex, coco_id: int, split: str, shard: 
 
 
 def write_coco_shards(dataset: dict, split: str, shards: Sequence[int], shard_size: int, out_dirs: Sequence[str | Path],
-                      index: CocoIndex | None = None) -> list[list[dict]]:
-    """Write several shards with one annotation load (the instances file is large)."""
+                      index: CocoIndex | None = None, n_images: Sequence[int] | None = None) -> list[list[dict]]:
+    """Write several shards with one annotation load (the instances file is large).
+
+    ``n_images``: images of each shard (the workflow's partial last shard has fewer than
+    ``shard_size``); by default full shards, cut at the config's ``n_<split>`` if set."""
     config = _config(dataset)
     if index is None:
         index = load_index(config["root"], coco_split(config, split))
     order = seeded_order(index.order_ids, int(config["seed"]), index.split)
-    n_images = config.get(f"n_{split}")
+    n_split = config.get(f"n_{split}")
     written = []
-    for shard, out_dir in zip(shards, out_dirs):
+    for position, (shard, out_dir) in enumerate(zip(shards, out_dirs)):
         out_dir = Path(out_dir)
-        ids = shard_ids(order, int(shard), int(shard_size), None if n_images is None else int(n_images))
-        if n_images is None and len(ids) < int(shard_size):
-            # The workflow expects every slot of a shard; a short shard would fail later and less clearly.
+        ids = shard_ids(order, int(shard), int(shard_size), None if n_split is None else int(n_split))
+        wanted = int(shard_size) if n_images is None else int(n_images[position])
+        if n_split is None and len(ids) < wanted:
+            # the split asks for more images than COCO has: say how many there are
             raise ValueError(
-                f"COCO {index.split} has {len(order)} captioned images, too few for shard {shard} of size {shard_size}; "
-                f"lower dataset.n_{split} (at most {len(order)}) or the shard size"
+                f"COCO {index.split} has {len(order)} captioned images, but dataset.n_{split} asks for at least "
+                f"{int(shard) * int(shard_size) + wanted} (shard {shard}); lower dataset.n_{split} to at most {len(order)}"
             )
+        ids = ids[:wanted]
         written.append([write_slot(config, index, coco_id, split, int(shard), slot, out_dir) for slot, coco_id in enumerate(ids)])
     return written
 
 
 def write_coco_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: str | Path,
-                     index: CocoIndex | None = None) -> list[dict]:
+                     index: CocoIndex | None = None, n_images: int | None = None) -> list[dict]:
     """Write one shard's slots (see the module docstring); returns the records."""
-    return write_coco_shards(dataset, split, [shard], shard_size, [out_dir], index=index)[0]
+    counts = None if n_images is None else [n_images]
+    return write_coco_shards(dataset, split, [shard], shard_size, [out_dir], index=index, n_images=counts)[0]

@@ -1,8 +1,9 @@
 """Stable Diffusion inpainting backend (diffusers ``StableDiffusionInpaintPipeline``).
 
-All subset masks of one image go through one batched pipeline call (chunks of
-``batch_size``), each with its own ``torch.Generator`` seeded with that subset's seed,
-so a subset's result does not depend on which other subsets share its batch.
+The subset masks of consecutive images are packed into pipeline calls of ``batch_size``
+(``inpaint_many``; ``inpaint`` is the one-image case), each with its own
+``torch.Generator`` seeded with that subset's seed, so a subset's result does not depend
+on which other subsets or images share its batch.
 
 The model works at a fixed square resolution (``resolution``, default: the UNet's
 sample size times the VAE scale factor, 512 for SD 1.5/2 inpainting). The image is
@@ -14,7 +15,7 @@ for bit, whatever the model and the resampling did there.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -27,7 +28,7 @@ DEFAULTS = {
     "guidance": 7.5,
     "strength": 1.0,
     "resolution": None,  # None: the model's own (unet sample_size * vae scale factor)
-    "batch_size": 16,  # subsets per pipeline call; 2^4-1 = 15 fit one call
+    "batch_size": 16,  # subsets per pipeline call, packed across consecutive images
     "dtype": "auto",  # float16 on CUDA, float32 on CPU
     "scheduler": None,  # e.g. DPMSolverMultistepScheduler to replace the model's scheduler
     "safety_checker": False,  # True keeps the model's checker; flagged outputs then come back black
@@ -119,6 +120,43 @@ class StableDiffusionInpainter:
 
     # ------------------------------------------------------------------ inpainting
     def inpaint(self, image: np.ndarray, masks: list[np.ndarray], seeds: list[int]) -> list[np.ndarray]:
+        (outputs,) = self.inpaint_many([(image, masks, seeds)])
+        return outputs
+
+    def inpaint_many(self, items: Iterable[tuple[np.ndarray, list[np.ndarray], list[int]]]) -> Iterator[list[np.ndarray]]:
+        """``inpaint`` of each ``(image, masks, seeds)`` item, yielded in item order.
+
+        The subsets of consecutive images fill pipeline calls of ``batch_size``; an image's
+        outputs are yielded as soon as its last subset has run, so a shard is never held
+        whole. After each yield ``last_nsfw`` holds that image's safety-checker flags.
+        """
+        from dualclip.batching import packed_batches
+
+        def cases():
+            for image, masks, seeds in items:
+                masks = self._checked_masks(image, masks, seeds)
+                # An empty mask changes nothing; no need to spend a diffusion run on it.
+                work = [index for index, mask in enumerate(masks) if mask.any()]
+                if not work:
+                    yield (image, masks, work, None), []
+                    continue
+                model_image, model_masks, size = self.to_model(image, [masks[index] for index in work])
+                yield (image, masks, work, size), [
+                    (model_image, model_mask, int(seeds[index])) for index, model_mask in zip(work, model_masks)
+                ]
+
+        for (image, masks, work, size), generated in packed_batches(cases(), self.batch_size, self._run_pipeline):
+            outputs = [image.copy() for _ in masks]
+            self.last_nsfw = [False] * len(masks)
+            for index, (picture, flagged) in zip(work, generated):
+                restored = self.from_model(picture, size, image.shape[:2])
+                # Only the masked pixels come from the model.
+                outputs[index] = np.where(masks[index][:, :, None], restored, image)
+                self.last_nsfw[index] = flagged
+            yield outputs
+
+    @staticmethod
+    def _checked_masks(image: np.ndarray, masks: list[np.ndarray], seeds: list[int]) -> list[np.ndarray]:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"inpaint: expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
         if len(masks) != len(seeds):
@@ -126,37 +164,27 @@ class StableDiffusionInpainter:
         for number, mask in enumerate(masks):
             if mask.shape != image.shape[:2]:
                 raise ValueError(f"inpaint: mask {number} is {mask.shape}, image is {image.shape[:2]}")
-        masks = [mask.astype(bool) for mask in masks]
-        outputs = [image.copy() for _ in masks]
-        self.last_nsfw = [False] * len(masks)
-        # An empty mask changes nothing; no need to spend a diffusion run on it.
-        work = [index for index, mask in enumerate(masks) if mask.any()]
-        if not work:
-            return outputs
-        model_image, model_masks, size = self.to_model(image, [masks[index] for index in work])
+        return [mask.astype(bool) for mask in masks]
+
+    def _run_pipeline(self, work: list[tuple]) -> list[tuple[np.ndarray, bool]]:
+        """One pipeline call on ``(model image, model mask, seed)`` items: (generated image, nsfw flag) each."""
+        # to_model pads every image to resolution x resolution, so items of images of any
+        # size share a call; each image keeps its own fitted size to crop back to.
         torch = self._torch
-        for start in range(0, len(work), self.batch_size):
-            chunk = list(range(start, min(start + self.batch_size, len(work))))
-            # CPU generators give the same noise on any device (diffusers' advice for reproducibility).
-            generators = [torch.Generator("cpu").manual_seed(int(seeds[work[position]])) for position in chunk]
-            result = self.pipe(
-                prompt=[self.config["prompt"]] * len(chunk),
-                negative_prompt=[self.config["negative_prompt"]] * len(chunk),
-                image=[model_image] * len(chunk),
-                mask_image=[model_masks[position] for position in chunk],
-                height=self.resolution,
-                width=self.resolution,
-                num_inference_steps=int(self.config["steps"]),
-                guidance_scale=float(self.config["guidance"]),
-                strength=float(self.config["strength"]),
-                generator=generators,
-                output_type="np",
-            )
-            nsfw = getattr(result, "nsfw_content_detected", None) or [False] * len(chunk)
-            for position, generated, flagged in zip(chunk, result.images, nsfw):
-                index = work[position]
-                restored = self.from_model(generated, size, image.shape[:2])
-                # Only the masked pixels come from the model.
-                outputs[index] = np.where(masks[index][:, :, None], restored, image)
-                self.last_nsfw[index] = bool(flagged)
-        return outputs
+        # CPU generators give the same noise on any device (diffusers' advice for reproducibility).
+        generators = [torch.Generator("cpu").manual_seed(seed) for _, _, seed in work]
+        result = self.pipe(
+            prompt=[self.config["prompt"]] * len(work),
+            negative_prompt=[self.config["negative_prompt"]] * len(work),
+            image=[model_image for model_image, _, _ in work],
+            mask_image=[model_mask for _, model_mask, _ in work],
+            height=self.resolution,
+            width=self.resolution,
+            num_inference_steps=int(self.config["steps"]),
+            guidance_scale=float(self.config["guidance"]),
+            strength=float(self.config["strength"]),
+            generator=generators,
+            output_type="np",
+        )
+        nsfw = getattr(result, "nsfw_content_detected", None) or [False] * len(work)
+        return [(generated, bool(flagged)) for generated, flagged in zip(result.images, nsfw)]

@@ -54,10 +54,11 @@ def assemble_records(images, truth, parse=(), rewrite=(), duals=(), filters=()) 
 
 
 def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, out_dir: str,
-        n_images: int, n_val: int, shard_size: int) -> dict:
+        n_images: int, n_val: int, shard_size: int, neighbour_cache: str | None = None) -> dict:
     """Train one run from the stages' shard manifests (``inputs.data``, ``.parse``, ...).
 
-    ``inputs`` is Snakemake's named input or a plain dict of lists (a ``torchrun`` worker).
+    ``inputs`` is Snakemake's named input or a plain dict of lists (a ``torchrun`` worker);
+    ``neighbour_cache`` a folder where NegCLIP's neighbour tables are shared between runs.
     """
     from types import SimpleNamespace
 
@@ -88,4 +89,4 @@ def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, o
         val_records = [read_json(path) for path in val_files]
         val_images = load_images([str(Path(path).with_suffix(".png")) for path in val_files], preprocess)
         val = (val_images, [record["caption"] for record in val_records])
-    return train_loop(config, method, seed, data, out_dir, val=val)
+    return train_loop(config, method, seed, data, out_dir, val=val, neighbour_cache=neighbour_cache)

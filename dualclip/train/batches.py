@@ -176,10 +176,28 @@ def _negclip_batch(group: list, ids: list[list[int]], data: TrainData, rng: np.r
     return BatchSpec(images, texts, image_pos, text_pos, n_originals=len(group))
 
 
-def nearest_neighbours(embeddings: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k most cosine-similar other rows of each row."""
-    normed = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(min=1e-12)
-    similarity = normed @ normed.T
-    np.fill_diagonal(similarity, -np.inf)
-    k = min(k, len(embeddings) - 1)
-    return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+def nearest_neighbours(embeddings, k: int, device="cpu", max_block_bytes: int = 256 * 2**20) -> np.ndarray:
+    """Indices of the k most cosine-similar other rows of each row, ties to the lower index.
+
+    Blockwise: a block of rows against all rows at a time, so memory is O(N·k + block·N)
+    (at most ``max_block_bytes`` of similarities), never an N×N matrix; on the GPU when
+    ``device`` is one."""
+    import torch
+
+    features = torch.as_tensor(np.asarray(embeddings, dtype=np.float32), device=device)
+    features = features / features.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    n = len(features)
+    k = min(k, n - 1)
+    # a few spare candidates, re-sorted by (similarity, index), break ties as a stable sort would
+    candidates = min(n - 1, k + 8)
+    block = max(1, max_block_bytes // (4 * n))
+    out = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, block):
+        similarity = features[start:start + block] @ features.T
+        rows = torch.arange(similarity.shape[0], device=similarity.device)
+        similarity[rows, rows + start] = -float("inf")
+        values, indices = torch.topk(similarity, candidates, dim=1)
+        values, indices = values.cpu().numpy(), indices.cpu().numpy()
+        order = np.lexsort((indices, -values), axis=1)[:, :k]
+        out[start:start + block] = np.take_along_axis(indices, order, axis=1)
+    return out

@@ -18,6 +18,7 @@ and the budget are those of the one-process run.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 import random
@@ -58,32 +59,108 @@ def initial_model(model_config: dict, seed: int):
     return create_model(model_config["name"], model_config.get("pretrained"), device="cpu")
 
 
-def load_images(files: list[str], preprocess) -> torch.Tensor:
-    from PIL import Image
+class ImageFiles(torch.utils.data.Dataset):
+    """The image table (originals, then dual images), read from disk when a batch needs it:
+    the train job's memory does not grow with the number of images."""
 
-    tensors = []
-    for path in tqdm(files, desc="load images", mininterval=10):
-        with Image.open(path) as image:
-            tensors.append(preprocess(image.convert("RGB")))
-    return torch.stack(tensors)
+    def __init__(self, files: list[str], preprocess):
+        self.files, self.preprocess = files, preprocess
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        from PIL import Image
+
+        with Image.open(self.files[index]) as image:
+            return self.preprocess(image.convert("RGB"))
 
 
-def compute_neighbours(data: TrainData, images: torch.Tensor, config: dict, model) -> np.ndarray:
-    """NegCLIP's hard negative images: the k nearest training images of each sample."""
+class StackImages:
+    """collate_fn: a batch's images as one tensor, an empty one for a process whose
+    share of a small batch is empty (picklable for worker processes)."""
+
+    def __init__(self, image_shape: tuple[int, ...]):
+        self.image_shape = tuple(image_shape)
+
+    def __call__(self, images: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(images) if images else torch.empty((0, *self.image_shape))
+
+
+def image_loader(images: ImageFiles, batches, workers: int, device: torch.device) -> torch.utils.data.DataLoader:
+    """A DataLoader whose batch_sampler is the list of image-table indices of each batch,
+    decoded and preprocessed by ``workers`` processes (0: in this process), in plan order."""
+    return torch.utils.data.DataLoader(
+        images, batch_sampler=batches, num_workers=workers, collate_fn=StackImages(images[0].shape),
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),  # its worker seed must not draw from the global RNG that checkpoints carry
+    )
+
+
+def load_images(files: list[str], preprocess, workers: int = 0) -> torch.Tensor:
+    """Every file preprocessed into one tensor: for small sets (the validation slice)."""
+    table = ImageFiles(files, preprocess)
+    chunks = [range(start, min(start + 256, len(files))) for start in range(0, len(files), 256)]
+    loader = image_loader(table, chunks, workers, torch.device("cpu"))
+    return torch.cat(list(tqdm(loader, desc="load images", mininterval=10)))
+
+
+def neighbour_features(data: TrainData, preprocess, config: dict, model, workers: int = 0,
+                       device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """The embedding of each sample's original image that its nearest neighbours are found in."""
     source = config.get("neighbour_model", "pixels")
-    originals = images[[sample.image for sample in data.samples]]
-    if source == "pixels":
-        # the synthetic world has no pretrained model: 16x16 colour thumbnails stand in
-        features = torch.nn.functional.adaptive_avg_pool2d(originals, 16).flatten(1)
-        features = features - features.mean(0, keepdim=True)
-    elif source == "initial":
-        with torch.no_grad():
-            model.eval()
-            features = torch.cat([model.encode_image(chunk) for chunk in originals.split(256)])
-            model.train()
-    else:
+    if source not in ("pixels", "initial"):
         raise ValueError(f"train.negclip.neighbour_model: unknown {source!r}; use 'pixels' or 'initial'")
-    return nearest_neighbours(features.float().numpy(), int(config.get("k", 3)))
+    originals = ImageFiles([data.image_files[sample.image] for sample in data.samples], preprocess)
+    chunks = [range(start, min(start + 256, len(originals))) for start in range(0, len(originals), 256)]
+    features = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for pixels in tqdm(image_loader(originals, chunks, workers, device), desc="neighbour features", mininterval=10):
+            if source == "pixels":
+                # the synthetic world has no pretrained model: 16x16 colour thumbnails stand in
+                features.append(torch.nn.functional.adaptive_avg_pool2d(pixels, 16).flatten(1))
+            else:
+                features.append(model.encode_image(pixels.to(device)).float().cpu())
+    model.train(was_training)
+    features = torch.cat(features)
+    if source == "pixels":
+        features = features - features.mean(0, keepdim=True)
+    return features
+
+
+def neighbour_cache_key(data: TrainData, config: dict, model_config: dict, seed: int) -> str:
+    """What the neighbour table depends on: the embedding model (a randomly initialised one
+    differs per seed), k, and the original images (paths, sizes and modification times)."""
+    import hashlib
+    import json
+
+    source = config.get("neighbour_model", "pixels")
+    files = [data.image_files[sample.image] for sample in data.samples]
+    stats = [(path, os.stat(path).st_size, os.stat(path).st_mtime_ns) for path in files]
+    content = {"source": source, "k": int(config.get("k", 3)), "files": stats,
+               "model": model_config if source == "initial" else None,
+               "seed": seed if source == "initial" and not model_config.get("pretrained") else None}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def compute_neighbours(data: TrainData, preprocess, config: dict, model, workers: int = 0,
+                       device: torch.device = torch.device("cpu"), cache_file: Path | None = None) -> np.ndarray:
+    """NegCLIP's hard negative images: the k nearest training images of each sample, read
+    from ``cache_file`` when a run with the same key (model and data) computed them."""
+    if cache_file is not None and cache_file.exists():
+        with np.load(cache_file) as cached:
+            print(f"nearest neighbours from {cache_file}")
+            return cached["neighbours"]
+    features = neighbour_features(data, preprocess, config, model, workers, device)
+    neighbours = nearest_neighbours(features, int(config.get("k", 3)), device=device)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, neighbours=neighbours, features=features.numpy())
+        os.replace(tmp, cache_file)
+    return neighbours
 
 
 def lr_lambda(warmup: int, total: int):
@@ -160,15 +237,20 @@ def _save(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def training_step(network, loss_fn, tokenizer, images: torch.Tensor, batch: BatchSpec, context, autocast) -> dict:
-    """The loss of one batch. ``network`` is the model, or its DDP wrapper: each process
-    then encodes only its slice of the images and texts, and the features of all
+def local_images(batch: BatchSpec, context) -> list[int]:
+    """The image-table indices of this process's share of a batch (all of it in one process)."""
+    return batch.images[distributed.local_slice(len(batch.images), context)]
+
+
+def training_step(network, loss_fn, tokenizer, pixels: torch.Tensor, batch: BatchSpec, context, autocast) -> dict:
+    """The loss of one batch from this process's share of its images (``pixels``, the
+    images of :func:`local_images`). ``network`` is the model, or its DDP wrapper: each
+    process then encodes only its slice of the images and texts, and the features of all
     processes are gathered so that the loss sees the whole batch."""
     device = context.device
-    image_share = distributed.local_slice(len(batch.images), context)
     text_share = distributed.local_slice(len(batch.texts), context)
     texts = tokenizer(batch.texts[text_share]).to(device)
-    pixels = images[batch.images[image_share]].to(device, non_blocking=True)
+    pixels = pixels.to(device, non_blocking=True)
     i2t, t2i = duplicate_text_masks(batch.texts, batch.image_pos, batch.text_pos)
     for image, text in batch.unmasked_pairs_off:
         i2t[image, text] = False
@@ -186,12 +268,13 @@ def training_step(network, loss_fn, tokenizer, images: torch.Tensor, batch: Batc
 
 
 def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | Path, val=None,
-          stop_after_steps: int | None = None) -> dict:
+          stop_after_steps: int | None = None, neighbour_cache: str | Path | None = None) -> dict:
     """Train one (method, seed); returns the run summary also stored in the checkpoint.
 
     ``val`` is an optional (images, captions) slice scored once per epoch (retrieval
     top-1 accuracy in both directions). ``stop_after_steps`` ends the process early,
-    as a kill would, for resume tests.
+    as a kill would, for resume tests. ``neighbour_cache``: the folder where NegCLIP's
+    neighbour tables are kept, keyed by model and data (the run folder by default).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,13 +282,17 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     context = distributed.setup(resolve_device(config.get("device", "auto")))
     device = context.device
     model, preprocess, tokenizer = initial_model(config["model"], seed)
-    images = load_images(data.image_files, preprocess)
+    workers = int(train_config.get("loader_workers", 0))
+    images = ImageFiles(data.image_files, preprocess)
     neighbours = None
+    model.to(device).train()
     if method in ("negclip", "ours+negclip"):
         if len(data.samples) < 2:
             raise ValueError(f"{method} needs at least 2 training images for its nearest-neighbour negatives")
-        neighbours = compute_neighbours(data, images, train_config.get("negclip", {}), model)
-    model.to(device).train()
+        negclip = train_config.get("negclip", {})
+        key = neighbour_cache_key(data, negclip, config["model"], seed)
+        cache = Path(neighbour_cache or out_dir) / f"neighbours-{key}.npz"
+        neighbours = compute_neighbours(data, preprocess, negclip, model, workers, device, cache)
     network = model
     if context.distributed:
         network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -258,9 +345,11 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
                     disable=not context.is_main)
     # on resume, the epoch of the last step taken, so its validation row is not lost
     last_epoch = next((row["epoch"] for row in reversed(log_rows) if "loss" in row), None)
-    for step, epoch, batch in iterate_plan(method, data, batch_images, seed, neighbours, start_step):
-        if step >= total_steps:
-            break
+    # the plan twice in lockstep: the DataLoader reads ahead, the loop takes the texts
+    planned, to_load = itertools.tee(itertools.islice(
+        iterate_plan(method, data, batch_images, seed, neighbours, start_step), max(0, total_steps - start_step)))
+    loader = image_loader(images, (local_images(batch, context) for _, _, batch in to_load), workers, device)
+    for (step, epoch, batch), pixels in zip(planned, loader):
         if stop_after_steps is not None and step >= stop_after_steps:
             progress.close()
             distributed.teardown(context)
@@ -268,7 +357,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
         if val is not None and last_epoch is not None and epoch != last_epoch and context.is_main:
             log_rows.append({"step": step, "epoch": last_epoch, **validate(model, tokenizer, val, device)})
         last_epoch = epoch
-        losses = training_step(network, loss_fn, tokenizer, images, batch, context, autocast)
+        losses = training_step(network, loss_fn, tokenizer, pixels, batch, context, autocast)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()

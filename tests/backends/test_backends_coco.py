@@ -173,8 +173,12 @@ def test_bad_images_become_recorded_skips(tmp_path):
     # The oracle finds nothing in a skipped slot instead of failing on the placeholder.
     component = Component(index=0, text="a dog", start=0, end=5, head="dog", label="dog")
     assert not CocoOracleDetector({}).detect(read_rgb(tmp_path / "out" / "0.png"), [component], records[0])[0].found
-    # Without n_train (as the workflow calls it) every shard must be whole.
-    with pytest.raises(ValueError, match="too few for shard 2 of size 4"):
+    # The workflow passes each shard's image count: the last shard may be partial, and a
+    # split larger than COCO's names the key to lower.
+    partial = write_coco_shard(dataset(root), "train", 2, 4, tmp_path / "partial", n_images=3)
+    assert [record["image_id"] for record in partial] == ["train-0002-000", "train-0002-001", "train-0002-002"]
+    assert not (tmp_path / "partial" / "3.json").exists()
+    with pytest.raises(ValueError, match=r"asks for at least 12 \(shard 2\); lower dataset.n_train to at most 11"):
         write_coco_shard(dataset(root), "train", 2, 4, tmp_path / "short")
 
 

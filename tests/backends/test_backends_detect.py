@@ -105,17 +105,22 @@ def test_class_mapping_union_and_threshold_on_constructed_results():
 
 
 class TableDetector:
-    """Returns set instances per image: image i's instances are table[i]."""
+    """Set instances per image: the i-th image it is given, over all its calls, gets table[i]."""
 
     names = {0: "person", 1: "dog", 2: "circle"}
     class_map: dict = {}
 
-    def __init__(self, table):
+    def __init__(self, table, batch_size=8):
         self.table = table
+        self.batch_size = batch_size
+        self.calls: list[int] = []  # images per call
 
     def instances(self, images):
-        assert len(images) == len(self.table)
-        return self.table
+        assert len(images) <= self.batch_size
+        start = sum(self.calls)
+        assert start + len(images) <= len(self.table), "asked about more images than the table has"
+        self.calls.append(len(images))
+        return self.table[start:start + len(images)]
 
 
 def box(y0, y1, x0, x1, shape=(20, 20)):
@@ -171,6 +176,28 @@ def test_filter_does_not_require_what_the_detector_never_saw():
     assert not strict.evaluate(np.zeros((20, 20, 3), np.uint8), components, [person, dog], [(1,)], [np.zeros((20, 20, 3), np.uint8)])[0].accepted
 
 
+def test_filter_packs_the_images_of_consecutive_cases_into_full_detector_calls():
+    dog, person = box(0, 10, 0, 10), box(10, 20, 10, 20)
+    components = [comp(0, "dog"), comp(1, "person")]
+    both = [inst(1, 0.9, dog), inst(0, 0.8, person)]
+    blank = np.zeros((20, 20, 3), np.uint8)
+    cases = [  # (subsets, table rows: the original's instances, then each dual's)
+        ([(0,), (1,), (0, 1)], [both, [inst(0, 0.8, person)], both, []]),  # accept, reject (person stayed), accept
+        ([(0,)], [both, both]),  # reject: the dog stayed
+        ([(1,)], [both, [inst(1, 0.9, dog)]]),  # accept
+    ]
+    table = [row for _, rows in cases for row in rows]
+    detector = TableDetector(table, batch_size=3)
+    filt = DualFilter({}, detector=detector)
+    decided = list(filt.evaluate_many(
+        (blank, components, [dog, person], subsets, [blank] * len(subsets)) for subsets, _ in cases
+    ))
+    assert detector.calls == [3, 3, 2]  # 8 images; case by case it took 2 + 1 + 1 calls, all partial
+    assert [[decision.accepted for decision in decisions] for decisions in decided] == [[True, False, True], [False], [True]]
+    assert decided[0][1].reasons == ["removed component 1 'a person' still detected (0.80)"]
+    assert decided[2][0].kept_scores == {0: 0.9} and decided[2][0].original_scores == {0: 0.9, 1: 0.8}
+
+
 def test_filter_runs_the_real_detector(detector):
     image = rgb(40, 56)
     components = [comp(0, "dog"), comp(1, "person")]
@@ -214,3 +241,123 @@ def test_filter_run_shard_reads_the_stage_files(tiny_yolo_path, tmp_path):
     assert first["n_accepted"] == 3 and set(first["decisions"][0]["removed_scores"]) == {"0"}
     second = read_json(tmp_path / "f1.json")
     assert second["status"] == "skipped" and "no component found" in second["reason"]
+
+
+# --------------------------------------------------------------------------- stages that fill their batches
+
+
+@pytest.fixture
+def model_batches():
+    """Batch size of every forward pass of a YOLO segmentation model (the model still runs)."""
+    from ultralytics.nn.tasks import SegmentationModel
+
+    sizes = []
+
+    def record(module, inputs, output):
+        if isinstance(module, SegmentationModel):
+            sizes.append(int(inputs[0].shape[0]))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    yield sizes
+    handle.remove()
+
+
+# Mixed sizes and aspects: ultralytics would letterbox a mixed batch differently from a
+# single image unless every image is padded to the square (rect=False).
+SHAPES = [(48, 128), (128, 40), (64, 64), (40, 100), (90, 60), (48, 128)]
+YOLO_CONFIG = {"backend": "yolo", "conf": 0.0, "imgsz": 128, "max_det": 12, "device": "cpu"}
+
+
+def test_detect_run_shard_packs_images_into_full_model_calls(tiny_yolo_path, tmp_path, model_batches):
+    from dualclip.detect import run_shard
+    from dualclip.io import bits_to_masks, read_json, read_label_png, write_json, write_png
+
+    labels = [["person", "dog"], ["person"], [], ["dog", "cat"], ["person"], ["cat"]]  # slot 2: nothing parsed
+    images, truths, parses, outs = [], [], [], []
+    for slot, (shape, names) in enumerate(zip(SHAPES, labels)):
+        image_id = f"train-0000-{slot:03d}"
+        write_png(tmp_path / "data" / f"{slot}.png", rgb(*shape, seed=slot))
+        write_json(tmp_path / "data" / f"{slot}.json", {"image_id": image_id})
+        components = [comp(index, name) for index, name in enumerate(names)]
+        write_json(tmp_path / "parse" / f"{slot}.json", {"image_id": image_id, "components": [c.to_dict() for c in components],
+                                                          "reason": None if names else "nothing in the vocabulary"})
+        images.append(str(tmp_path / "data" / f"{slot}.png"))
+        truths.append(str(tmp_path / "data" / f"{slot}.json"))
+        parses.append(str(tmp_path / "parse" / f"{slot}.json"))
+        outs.append(str(tmp_path / "detect" / f"{slot}.json"))
+    model = str(tiny_yolo_path)
+    run_shard({**YOLO_CONFIG, "model": model, "batch_size": 2}, images, truths, parses, outs)
+    assert model_batches == [2, 2, 1]  # the 5 images with components; image by image it was 5 calls
+
+    alone = YoloDetector({**YOLO_CONFIG, "model": model, "batch_size": 1})
+    for slot, (shape, names) in enumerate(zip(SHAPES, labels)):
+        record = read_json(outs[slot])
+        assert record["image_id"] == f"train-0000-{slot:03d}" and record["backend"] == "yolo"
+        masks = bits_to_masks(read_label_png(tmp_path / "detect" / record["masks_file"]), len(names))
+        if not names:
+            assert record["status"] == "skipped" and "nothing in the vocabulary" in record["reason"]
+            assert record["components"] == [] and not read_label_png(tmp_path / "detect" / record["masks_file"]).any()
+            continue
+        # An image's detections do not depend on the images that shared its call.
+        expected = alone.detect(rgb(*shape, seed=slot), [comp(index, name) for index, name in enumerate(names)])
+        assert [entry["label"] for entry in record["components"]] == names
+        for entry, mask, detection in zip(record["components"], masks, expected):
+            np.testing.assert_array_equal(mask, detection.mask)
+            assert entry["found"] == detection.found and entry["area"] == int(detection.mask.sum())
+            assert sorted(entry["scores"]) == pytest.approx(sorted(detection.scores), rel=1e-4, abs=1e-12)
+    assert any(entry["found"] for slot in (0, 1, 4) for entry in read_json(outs[slot])["components"])  # not all empty
+
+
+def test_filter_run_shard_packs_originals_and_duals_into_full_model_calls(tiny_yolo_path, tmp_path, model_batches):
+    from dualclip.filter import run_shard
+    from dualclip.inpaint import nonempty_subsets, subset_name
+    from dualclip.io import masks_to_bits, read_json, write_json, write_png
+
+    labels = [["person"], ["dog"], [], ["person"], ["person", "dog"], ["cat"]]  # slot 2: no dual images
+    files = {key: [] for key in ("images", "parses", "detects", "duals", "outs")}
+    cases = []
+    for slot, (shape, names) in enumerate(zip(SHAPES, labels)):
+        image_id = f"train-0000-{slot:03d}"
+        image = rgb(*shape, seed=slot)
+        write_png(tmp_path / "data" / f"{slot}.png", image)
+        components = [comp(index, name) for index, name in enumerate(names)]
+        write_json(tmp_path / "parse" / f"{slot}.json", {"image_id": image_id, "components": [c.to_dict() for c in components]})
+        height, width = shape
+        masks = [box(0, height // 2, 0, width // 2, shape), box(height // 2, height, width // 2, width, shape)][:len(names)]
+        write_png(tmp_path / "detect" / f"{slot}.masks.png", masks_to_bits(masks, shape))
+        write_json(tmp_path / "detect" / f"{slot}.json", {"image_id": image_id, "masks_file": f"{slot}.masks.png",
+                                                          "components": [{"index": c.index, "found": True} for c in components]})
+        subsets = nonempty_subsets(list(range(len(names))))
+        duals = [rgb(*shape, seed=100 * slot + number) for number in range(len(subsets))]
+        for subset, dual in zip(subsets, duals):
+            write_png(tmp_path / "inpaint" / str(slot) / f"{subset_name(subset)}.png", dual)
+        write_json(tmp_path / "inpaint" / str(slot) / "duals.json", {
+            "image_id": image_id, "reason": None if names else "no component found",
+            "duals": [{"subset": list(subset), "file": f"{subset_name(subset)}.png"} for subset in subsets]})
+        for key, path in zip(files, [f"data/{slot}.png", f"parse/{slot}.json", f"detect/{slot}.json",
+                                     f"inpaint/{slot}/duals.json", f"filter/{slot}.json"]):
+            files[key].append(str(tmp_path / path))
+        cases.append((image, components, masks, subsets, duals))
+    # conf 0 and no overlap required: every score counts, so the comparison below is not all zeros.
+    config = {"conf": 0.0, "min_overlap": 0.0, "device": "cpu", "detector": {**YOLO_CONFIG, "model": str(tiny_yolo_path), "batch_size": 4}}
+    run_shard(config, *files.values())
+    assert model_batches == [4, 4, 4]  # 2 + 2 + 2 + 4 + 2 images; image by image it was 5 calls
+
+    alone = DualFilter(config, detector=YoloDetector({**YOLO_CONFIG, "model": str(tiny_yolo_path), "batch_size": 1}))
+    compared = 0
+    for slot, case in enumerate(cases):
+        record = read_json(files["outs"][slot])
+        assert record["image_id"] == f"train-0000-{slot:03d}"
+        if not case[3]:
+            assert record["status"] == "skipped" and record["decisions"] == []
+            continue
+        expected = [decision.to_dict() for decision in alone.evaluate(*case)]
+        assert [decision["file"] for decision in record["decisions"]] == [f"{subset_name(s)}.png" for s in case[3]]
+        assert record["n_accepted"] == sum(decision["accepted"] for decision in expected)
+        for written, wanted in zip(record["decisions"], expected):
+            assert {key: written[key] for key in ("subset", "accepted", "reasons", "notes")} == \
+                {key: wanted[key] for key in ("subset", "accepted", "reasons", "notes")}
+            for key in ("removed_scores", "kept_scores", "original_scores"):
+                assert written[key] == pytest.approx(wanted[key], rel=1e-4, abs=1e-12)
+                compared += sum(score > 0 for score in wanted[key].values())
+    assert compared > 0
