@@ -106,7 +106,9 @@ class DualFilter:
         if detector is None:
             from dualclip.detect import get_detector
 
-            detector = get_detector({**self.config["detector"], "device": self.config.get("device", "auto")})
+            # the detector section's device (set from the top-level `device` by the filter script) wins
+            detector = get_detector({"device": self.config.get("device", "auto"), "config_key": "filter.detector.model",
+                                     **self.config["detector"]})
         if not hasattr(detector, "instances"):
             raise ValueError(
                 f"filter.detector: backend {getattr(detector, 'name', type(detector).__name__)!r} cannot detect in new "

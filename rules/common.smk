@@ -9,11 +9,35 @@ from snakemake.logging import logger
 
 sys.path.insert(0, workflow.basedir)  # the dualclip package beside the workflow
 from dualclip.workflow import withdraw_stale_manifests
+from dualclip.preflight import check_config, hold_results_lock
 
 RESULTS = config["results_dir"]
 SHARD_SIZE = config["shard_size"]
 ENV = "../envs/dualclip.yaml"
 PY = "python"
+
+if workflow.is_main_process:
+    # Before any job, dry runs included: a missing model, spaCy pipeline, vocabulary, open_clip
+    # name or benchmark copy stops here, not in the first job of its stage. Cluster jobs
+    # re-parse this file and skip it: the main process has checked.
+    for _warning in check_config(config):
+        logger.warning(_warning)
+
+RESULTS_LOCK = []  # the open lock file: the lock on results_dir holds while it stays open
+
+
+onstart:
+    # Snakemake calls onstart for real runs only, after building the DAG and before the first
+    # job: not for dry runs (-n may plan beside a running workflow: it writes nothing) nor in
+    # cluster jobs (--no-hooks). workflow.dryrun is unknown while this file is parsed.
+    if workflow.is_main_process:
+        _lock = hold_results_lock(RESULTS)
+        if _lock is None:
+            logger.warning(
+                f"{RESULTS}: the file system offers no file locks; nothing stops a second "
+                "workflow from writing to the same results_dir"
+            )
+        RESULTS_LOCK.append(_lock)
 
 
 wildcard_constraints:
@@ -160,8 +184,19 @@ def prompt_files(stage):
     return [str(path)]
 
 
+# the stages whose manifests a shard job of each stage reads (rules/<stage>.smk inputs)
+UPSTREAM_STAGES = {
+    "data": [],
+    "parse": ["data"],
+    "detect": ["data", "parse"],
+    "inpaint": ["data", "detect"],
+    "rewrite": ["parse", "detect"],
+    "filter": ["data", "parse", "detect", "inpaint"],
+}
+
+
 def needed_manifests():
-    """Every shard manifest the final report depends on."""
+    """Every shard manifest the final report depends on, directly or through another shard."""
     needed = set(gallery_inputs())
     for method, n, seed in training_runs():
         wildcards = SimpleNamespace(method=method, n=str(n), seed=str(seed))
@@ -169,6 +204,14 @@ def needed_manifests():
             needed.update(files)
     if synthetic_suites():
         needed.update(manifests("data", "test", config["dataset"]["n_test"]))
+    pending = list(needed)
+    while pending:
+        stage, rest = pending.pop()[len(RESULTS) + 1 :].split("/", 1)
+        for upstream in UPSTREAM_STAGES[stage]:
+            manifest = f"{RESULTS}/{upstream}/{rest}"
+            if manifest not in needed:
+                needed.add(manifest)
+                pending.append(manifest)
     return sorted(needed)
 
 

@@ -289,6 +289,13 @@ def test_coco_prompt_inputs_resolve_outside_the_repo(tmp_path):
              "train": {"methods": ["baseline", "ours"], "seeds": [0]}}
     (tmp_path / "no_benchmarks.yaml").write_text(yaml.safe_dump({"benchmarks": {name: False for name in OFFLINE_LEFT_OUT}}))
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
-    result = snakemake(tmp_path / "work", [*CONFIGS, tmp_path / "no_benchmarks.yaml", tmp_path / "small.yaml"], "-n",
+    # the pre-flight checks that the configured models exist (not their weights)
+    work = tmp_path / "work"
+    (work / "models" / "Qwen2.5-1.5B-Instruct").mkdir(parents=True)
+    (work / "models" / "Qwen2.5-1.5B-Instruct" / "config.json").write_text("{}")
+    (work / "models" / "stable-diffusion-inpainting").mkdir()
+    (work / "models" / "stable-diffusion-inpainting" / "model_index.json").write_text("{}")
+    (work / "models" / "yolov8x-seg.pt").write_bytes(b"")
+    result = snakemake(work, [*CONFIGS, tmp_path / "no_benchmarks.yaml", tmp_path / "small.yaml"], "-n",
                        timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

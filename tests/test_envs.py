@@ -31,7 +31,8 @@ def test_conda_env_matches_pyproject_pins():
         env_pins = pins(pip_section)
         for name, pinned in env_pins.items():
             assert project.get(name) == pinned, f"{env_file.name}: {name}=={pinned} but pyproject pins {project.get(name)}"
-        assert "python=3.11" in env["dependencies"]
+        # the Python range of pyproject (3.11.4+: tarfile's extraction filters)
+        assert "python>=3.11.4,<3.12" in env["dependencies"]
 
 
 def test_installed_versions_are_the_pinned_ones():

@@ -336,3 +336,19 @@ def test_score_suites_end_to_end_with_a_tiny_model(built, tiny_model):
     # the same model scores the same file the same way
     again, _ = score_suites(model, preprocess, tokenizer, small, "cpu", batch_size=7)
     assert (again["correct"] == per_item["correct"]).all()
+
+
+def test_test_images_skipped_at_download_become_no_item(tmp_path):
+    """Issue 11, finding 2: the test slice honours `status` exactly as training does."""
+    from dualclip.eval import build
+    from dualclip.io import write_json
+
+    download_shard(DATASET, "test", 0, 6, tmp_path / "data")
+    skipped = tmp_path / "data" / "2.json"
+    write_json(skipped, {**read_json(skipped), "status": "skipped", "reason": "image file cannot be decoded"})
+    images = [str(tmp_path / "data" / f"{slot}.png") for slot in range(6)]
+    truth = [str(tmp_path / "data" / f"{slot}.json") for slot in range(6)]
+    build(INPAINT, {"suites": ALL_SUITES, "seed": 0}, images, truth, str(tmp_path / "suites.json"), str(tmp_path / "images"))
+    suites = read_json(tmp_path / "suites.json")
+    assert len(suites["retrieval"]) == 5
+    assert all(item["image"] != images[2] for item in suites["items"] + suites["retrieval"] if "image" in item)

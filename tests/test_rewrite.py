@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from dualclip.download.shapes import WorldConfig, world_record
-from dualclip.inpaint import nonempty_subsets
+from dualclip.subsets import nonempty_subsets
 from dualclip.parse import get_parser
 from dualclip.parse.spacy_parser import SpacyParser
 from dualclip.rewrite import check_dual_text, get_rewriter

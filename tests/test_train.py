@@ -145,8 +145,8 @@ def test_killed_run_resumes_to_identical_weights(world_data, tmp_path):
     assert (interrupted / "checkpoint.pt").exists() and not (interrupted / "model.pt").exists()
     summary = train(config, "negclip", 0, world_data, interrupted)
     assert summary["steps"] == 5 and summary["images_seen"] == 40
-    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)
-    b = torch.load(interrupted / "model.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
+    b = torch.load(interrupted / "model.pt", weights_only=True)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert a["config"] == config and b["step"] == 5
@@ -212,7 +212,7 @@ def test_streamed_images_train_the_same_weights_as_preloaded_images(world_data, 
     config["train"]["loader_workers"] = workers
     expected, _ = preloaded_reference_weights(config, "negclip", world_data, 4)
     train(config, "negclip", 0, world_data, tmp_path)
-    streamed = torch.load(tmp_path / "model.pt", weights_only=False)["model"]
+    streamed = torch.load(tmp_path / "model.pt", weights_only=True)["model"]
     for key in expected:
         assert torch.equal(expected[key], streamed[key]), key
 

@@ -9,7 +9,8 @@ Two functions back the rules of ``rules/benchmarks.smk`` (the scripts stay thin)
   ``data/sha256.json`` where known) and copied. Otherwise they are fetched from the
   official URLs (``data/sources.json``) with :func:`dualclip.fetch.download`: pinned
   checksum where known, else the checksum is recorded in ``<out_dir>/sha256.lock.json``
-  on the first download and verified on every later one. ``ready.json`` lists the files
+  on the first download (once the file parsed as JSON: an HTML page served in its place
+  is deleted, never recorded) and verified on every later one. ``ready.json`` lists the files
   with their checksums and, per piece, which image folder serves it and how many of its
   images are there; a piece without images is listed as skipped with the reason.
 * :func:`prepare_archive` (rule ``download_image_archive``) downloads and safely extracts
@@ -42,7 +43,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dualclip.fetch import ChecksumMismatchError, FetchError, download, safe_extract, sha256_file
+from dualclip.fetch import (ChecksumMismatchError, FetchError, InvalidDownloadError, download,
+                            download_and_extract, sha256_file)
 
 log = logging.getLogger(__name__)
 
@@ -179,37 +181,32 @@ def archives_needed(benchmark: str, sec: dict) -> list[str]:
 
 # --------------------------------------------------------------------------- annotations
 
-def _remove_lock_entry(lock_file: Path, url: str) -> None:
-    if not lock_file.exists():
-        return
-    data = json.loads(lock_file.read_text(encoding="utf-8"))
-    if data.pop(url, None) is not None:
-        lock_file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _check_json(path: Path, url: str | None, lock_file: Path | None) -> None:
-    """A downloaded annotation must be JSON: Google Drive answers quota or confirmation
-    pages as HTML with status 200. Such a file is deleted (with its lock entry)."""
+def _json_problem(path: Path) -> str | None:
+    """None if ``path`` is JSON, else what it is instead."""
     try:
         with open(path, encoding="utf-8") as f:
             json.load(f)
-        return
+        return None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         head = path.read_bytes()[:200].lstrip().lower()
-        problem = e
-    if url is None:
-        raise ValueError(f"annotation file {path} is not valid JSON ({problem}); it is probably "
-                         f"truncated or corrupted: replace it with the official file")
-    path.unlink()
-    if lock_file is not None:
-        _remove_lock_entry(lock_file, resolve_url(url))
-    html = head.startswith(b"<!doctype html") or head.startswith(b"<html")
-    what = "an HTML page (Google Drive's confirmation or quota page)" if html else "not valid JSON"
-    raise FetchError(
-        f"the file downloaded from {resolve_url(url)} is {what}; it was deleted. Download it by "
-        f"hand from {manual_url(url)} (in a browser, or `gdown {url[len(GDRIVE_PREFIX):]}` for "
-        f"Google Drive), put it in a folder under the name {path.name} and set that folder as "
-        f"this benchmark's `annotations` in the config")
+        if head.startswith(b"<!doctype html") or head.startswith(b"<html"):
+            return "an HTML page (Google Drive's confirmation or quota page)"
+        return f"not valid JSON ({e})"
+
+
+def _json_check(url: str):
+    """The validation of a downloaded annotation: it must be JSON, as Google Drive answers
+    quota or confirmation pages as HTML with status 200. ``download`` deletes a file that
+    fails it, together with its lock entry, and records no checksum for it."""
+    def check(path: Path) -> None:
+        problem = _json_problem(path)
+        if problem is not None:
+            gdown = f" or `gdown {url[len(GDRIVE_PREFIX):]}`" if url.startswith(GDRIVE_PREFIX) else ""
+            raise FetchError(
+                f"it is {problem}. Download it by hand from {manual_url(url)} (in a browser"
+                f"{gdown}), put it in a folder under the name {path.name} and set that folder "
+                f"as this benchmark's `annotations` in the config")
+    return check
 
 
 def _local_source(benchmark: str, sec: dict, files: list[str]) -> dict[str, Path]:
@@ -268,14 +265,18 @@ def fetch_annotations(benchmark: str, sec: dict, out_dir: Path) -> list[dict]:
                 check = "differs from the pinned checksum (verify_checksums: false)"
             else:
                 check = "pinned" if pin else "recorded"
+            problem = _json_problem(src)
+            if problem is not None:
+                raise ValueError(f"annotation file {src} is {problem}; it is probably truncated "
+                                 f"or corrupted: replace it with the official file")
             _copy(src, dest)
             origin = str(src.resolve())
         else:
             url = urls[name]
             use_pin = pin if verify else None
             had_lock = lock_file.exists() and resolve_url(url) in json.loads(lock_file.read_text(encoding="utf-8"))
-            download(resolve_url(url), dest, sha256=use_pin, lock_file=None if use_pin else lock_file)
-            _check_json(dest, url, None if use_pin or had_lock else lock_file)
+            download(resolve_url(url), dest, sha256=use_pin, lock_file=None if use_pin else lock_file,
+                     validate=_json_check(url))
             digest = sha256_file(dest)
             if use_pin:
                 check = "pinned"
@@ -284,7 +285,6 @@ def fetch_annotations(benchmark: str, sec: dict, out_dir: Path) -> list[dict]:
             else:
                 check = "lock file" if had_lock else f"recorded in {LOCK_NAME}"
             origin = resolve_url(url)
-        _check_json(dest, None, None)
         records.append({"file": name, "path": str(dest), "sha256": digest, "size": dest.stat().st_size,
                         "source": origin, "pinned_sha256": pin, "checksum": check})
         log.info("%s: %s sha256 %s (%s)", benchmark, name, digest, check)
@@ -385,9 +385,11 @@ def prepare(benchmark: str, config: dict, out_dir: str | os.PathLike) -> dict:
 
 
 def prepare_archive(archive: str, config: dict, out_file: str | os.PathLike) -> dict:
-    """Download (resumable, checksum recorded then verified) and safely extract one image
-    archive into ``<results>/benchmark_data/images/<archive>/``; the archive is deleted after
-    a successful extraction. Writes ``out_file`` (the rule's marker)."""
+    """Download (resumable; checksum recorded once the archive extracted, then verified)
+    and safely extract one image archive into ``<results>/benchmark_data/images/<archive>/``;
+    the archive is deleted after a successful extraction, and a file that is no archive
+    (or a damaged one) is deleted with its lock entry, so running again downloads it
+    anew. Writes ``out_file`` (the rule's marker)."""
     from dualclip.io import write_json
 
     info = sources()["archives"][archive]
@@ -396,16 +398,18 @@ def prepare_archive(archive: str, config: dict, out_file: str | os.PathLike) -> 
     dest = folder / info["file"]
     url = resolve_url(info["url"])
     print(f"downloading {info['about']} from {url} (resumable: run again after an interruption)")
-    download(url, dest, sha256=info.get("sha256"), lock_file=lock_file, timeout=120, retries=5)
-    digest = sha256_file(dest)
     try:
-        extracted = safe_extract(dest, folder)
-    except FetchError as e:
+        # The extraction validates the download: its checksum is recorded only after it.
+        extracted = download_and_extract(url, dest, folder, sha256=info.get("sha256"),
+                                         lock_file=lock_file, timeout=120, retries=5)
+    except InvalidDownloadError as e:
         if info["url"].startswith(GDRIVE_PREFIX):
-            raise FetchError(f"{e}. Google Drive may have answered a confirmation page: download "
-                             f"{manual_url(info['url'])} by hand, unzip it and set the image folder "
-                             f"in the config instead of download_images") from e
+            raise InvalidDownloadError(
+                f"{e}. Google Drive may have answered a confirmation page: download "
+                f"{manual_url(info['url'])} by hand, unzip it and set the image folder in the "
+                f"config instead of download_images") from e
         raise
+    digest = sha256_file(dest)
     dest.unlink()
     record = {"archive": archive, "url": url, "sha256": digest, "n_files": len(extracted),
               "folder": str(folder)}
@@ -517,7 +521,7 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
                                    batch_size, num_workers)
             summary = summarise(benchmark, per_item)
     else:
-        checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(model_file, map_location="cpu", weights_only=True)
         summary = pd.DataFrame(columns=RESULT_COLUMNS)
         per_item = pd.DataFrame(columns=PER_ITEM_COLUMNS)
         log.warning("%s: nothing to evaluate (every piece skipped): writing empty scores", benchmark)

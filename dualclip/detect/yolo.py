@@ -14,6 +14,8 @@ ultralytics ``Results`` and are what the quality filter (``dualclip.filter``) us
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -108,9 +110,15 @@ class YoloDetector:
     name = "yolo"
 
     def __init__(self, config: dict):
+        # an ultralytics .pt is a pickled model object: load it as data (weights_only) with
+        # ultralytics' allow-list of its own and torch's layers, so a file cannot run code
+        os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
+        import ultralytics.nn.tasks
         from ultralytics import YOLO
 
         from dualclip.llm import resolve_device
+
+        ultralytics.nn.tasks.SAFE_LOAD = True  # read at import: set it also where ultralytics was loaded before
 
         self.config = {**DEFAULTS, **config}
         self.conf = float(self.config["conf"])
@@ -124,9 +132,10 @@ class YoloDetector:
         try:
             self.model = YOLO(weights)
         except Exception as error:  # ultralytics raises several types for a missing/bad file
+            key = self.config.get("config_key", "detect.model")
             raise RuntimeError(
-                f"detect.model: cannot load YOLO weights {weights!r} ({error}); download a segmentation "
-                "checkpoint (e.g. yolov8x-seg.pt) once and set detect.model to its path"
+                f"{key}: cannot load YOLO weights {weights!r} ({error}); download a segmentation "
+                f"checkpoint (e.g. yolov8x-seg.pt) once and set {key} to its path"
             ) from error
         if self.model.task != "segment":
             raise ValueError(

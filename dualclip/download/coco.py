@@ -10,7 +10,17 @@ without ``n_*`` keys, so every shard is written whole.
 
 Caption. ``captions: one`` (default) keeps one caption per image, chosen by a hash of
 ``(seed, id)``; ``captions: all`` keeps all of them (usually five), the seeded one first.
-``caption`` is always the seeded one -- the caption the pipeline works on.
+``caption`` is always the seeded one -- the caption the pipeline works on. Empty or
+whitespace-only captions are never chosen (their ids are listed in ``empty_caption_ids``);
+an image left with no usable caption is a recorded skip.
+
+Checked input. Annotation files listing an image id twice are refused (the last entry
+would silently pair one image's captions with another's file). Images whose shorter side
+is below ``min_side`` (default 32 px) or with more than ``max_pixels`` pixels (default
+4096x4096; COCO's largest is 640x640) are recorded skips. The size is checked from the
+annotations before fetching and from the file's header before decoding, so a huge
+image never gets decoded. Oversized images are skipped, not downscaled: their
+``instances`` (polygons, RLE, boxes) are in the original pixels and would no longer fit.
 
 Files per slot (``{slot}`` = position in the shard), JSON written last so its presence
 means the slot is complete:
@@ -23,13 +33,14 @@ means the slot is complete:
     {"image_id": "train-0000-003", "status": "ok" | "skipped", "reason": null | "why",
      "dataset": "coco", "coco_split": "train2017", "coco_image_id": 139,
      "file_name": "000000000139.jpg", "image_file": "3.png", "height": 426, "width": 640,
-     "caption": "...", "captions": ["...", ...], "caption_ids": [..],
+     "caption": "...", "captions": ["...", ...], "caption_ids": [..], "empty_caption_ids": [..],
      "instances": [{"id": 42, "category_id": 18, "category": "dog", "iscrowd": 0,
                     "bbox": [x, y, w, h], "area": 123.0, "segmentation": <COCO polygons or RLE>}]}
 
   (``dualclip.detect.coco_oracle`` reads ``instances``). A slot whose image cannot be
-  had (missing or corrupt file, failed download, size not matching the annotations) is
-  a *recorded skip*: ``status: skipped`` with the reason, and a 1x1 placeholder image.
+  had (missing or corrupt file, failed download, size not matching the annotations,
+  below ``min_side`` or above ``max_pixels``) or that has no usable caption is a
+  *recorded skip*: ``status: skipped`` with the reason, and a 1x1 placeholder image.
 
 Source. ``root`` is a local COCO folder: ``annotations/captions_<split>.json``,
 ``annotations/instances_<split>.json`` and ``<split>/<file_name>``. With ``download:
@@ -43,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -62,6 +74,8 @@ DEFAULTS = {
     "annotations_url": "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
     "annotations_sha256": None,  # pinned checksum; otherwise recorded on first download
     "images_url": "http://images.cocodataset.org",  # + /<coco split>/<file_name>
+    "min_side": 32,  # px: smaller images (thumbnails, 1x1 placeholders) are skipped
+    "max_pixels": 4096 * 4096,  # width x height above this is skipped; COCO's largest is 640x640
 }
 
 
@@ -71,6 +85,15 @@ def _config(dataset: dict) -> dict:
         raise ValueError(f"dataset.captions must be 'one' or 'all', got {config['captions']!r}")
     if config["image_format"] not in ("png", "jpeg"):
         raise ValueError(f"dataset.image_format must be 'png' or 'jpeg', got {config['image_format']!r}")
+    if int(config["min_side"]) < 1:
+        raise ValueError(f"dataset.min_side must be at least 1 px, got {config['min_side']!r}")
+    # Above PIL's bomb limit Image.open itself warns or raises before our check could
+    # name dataset.max_pixels, so the cap must stay within it (PIL's limit is not changed).
+    if not 1 <= int(config["max_pixels"]) <= Image.MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"dataset.max_pixels must be between 1 and {Image.MAX_IMAGE_PIXELS} (PIL's decompression-bomb limit), "
+            f"got {config['max_pixels']!r}"
+        )
     return config
 
 
@@ -104,8 +127,13 @@ def shard_ids(order: Sequence[int], shard: int, shard_size: int, n_images: int |
 
 
 def choose_captions(captions: list[dict], seed: int, coco_image_id: int, mode: str) -> list[dict]:
-    """The seeded caption first; with mode 'all' the others follow in annotation order."""
-    ordered = sorted(captions, key=lambda caption: caption["id"])
+    """The seeded caption first; with mode 'all' the others follow in annotation order.
+
+    Empty captions (already cleaned, so whitespace-only ones too) are never chosen; no
+    usable caption gives ``[]``."""
+    ordered = sorted((caption for caption in captions if caption["caption"]), key=lambda caption: caption["id"])
+    if not ordered:
+        return []
     chosen = ordered[_hash(seed, "caption", coco_image_id) % len(ordered)]
     if mode == "one":
         return [chosen]
@@ -146,6 +174,21 @@ def _read(path: Path) -> dict:
         raise ValueError(f"{path} is not valid JSON ({error}); delete it and download the annotations again") from None
 
 
+def _images_by_id(data: dict, path: Path) -> dict[int, dict]:
+    """The ``images`` list by id, refusing an id listed twice (the last entry would win)."""
+    images: dict[int, dict] = {}
+    for info in data.get("images", []):
+        coco_id = int(info["id"])
+        if coco_id in images:
+            raise ValueError(
+                f"{path}: image id {coco_id} is listed twice, as {images[coco_id].get('file_name')!r} and "
+                f"{info.get('file_name')!r}; image ids must be unique, so one entry is wrong: correct the file or "
+                f"delete it and unpack/download the annotations again"
+            )
+        images[coco_id] = info
+    return images
+
+
 def load_index(root: str | Path, split: str) -> CocoIndex:
     root = Path(root)
     captions_path, instances_path = annotation_paths(root, split)
@@ -158,8 +201,15 @@ def load_index(root: str | Path, split: str) -> CocoIndex:
     captions_data = _read(captions_path)
     instances_data = _read(instances_path)
     categories = {int(category["id"]): str(category["name"]) for category in instances_data.get("categories", [])}
-    images = {int(info["id"]): info for info in instances_data.get("images", [])}
-    caption_images = {int(info["id"]) for info in captions_data.get("images", [])}
+    images = _images_by_id(instances_data, instances_path)
+    caption_images = _images_by_id(captions_data, captions_path)
+    for coco_id in images.keys() & caption_images.keys():
+        # the two files must mean the same picture by an id, or captions meet another image
+        if images[coco_id].get("file_name") != caption_images[coco_id].get("file_name"):
+            raise ValueError(
+                f"image id {coco_id} is {images[coco_id].get('file_name')!r} in {instances_path} but "
+                f"{caption_images[coco_id].get('file_name')!r} in {captions_path}; use annotation files of one release"
+            )
     # An image missing from either file cannot be used; both list all split images in COCO.
     images = {image: info for image, info in images.items() if image in caption_images}
     captions: dict[int, list[dict]] = {}
@@ -200,11 +250,13 @@ def prepare_coco(dataset: dict) -> Path:
     if not config["download"]:
         missing = [str(path) for path in needed if not path.is_file()]
         raise FileNotFoundError(f"COCO annotations missing: {missing}; set dataset.download: true or unpack them into {root}")
-    archive = fetch.download(
-        config["annotations_url"], root / Path(config["annotations_url"]).name,
+    archive = root / Path(config["annotations_url"]).name
+    # The extraction validates the download: a page served instead of the zip is deleted
+    # and its checksum never recorded, so running again downloads the real file.
+    fetch.download_and_extract(
+        config["annotations_url"], archive, root,
         sha256=config["annotations_sha256"], lock_file=root / "checksums.json",
     )
-    fetch.safe_extract(archive, root)
     missing = [str(path) for path in needed if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"{archive} did not contain {missing}; check dataset.annotations_url and dataset.coco_splits")
@@ -231,26 +283,53 @@ def _image_source(config: dict, split: str, info: dict) -> tuple[Path | None, st
         return None, f"download failed: {error}"
 
 
-def _load_image(path: Path, info: dict) -> tuple[np.ndarray | None, str | None]:
+def _size_problem(config: dict, height: int, width: int, what: str) -> str | None:
+    """Why an image of this size is not used, or None."""
+    if min(height, width) < int(config["min_side"]):
+        return (f"{what} {height}x{width}: shorter side below dataset.min_side ({config['min_side']} px); "
+                f"lower dataset.min_side to keep such images")
+    if height * width > int(config["max_pixels"]):
+        return (f"{what} {height}x{width} = {height * width} pixels, above dataset.max_pixels ({config['max_pixels']}); "
+                f"not decoded (raise dataset.max_pixels to keep such images)")
+    return None
+
+
+def _load_image(config: dict, path: Path, info: dict) -> tuple[np.ndarray | None, str | None]:
+    expected = (int(info["height"]), int(info["width"]))
     try:
-        with Image.open(path) as image:
-            image.load()
-            rgb = np.asarray(image.convert("RGB"))
+        with warnings.catch_warnings():
+            # Image.open reads only the header. Its bomb warning is moot: dataset.max_pixels
+            # is at most PIL's limit and the size is checked below, before anything is decoded.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        # over twice PIL's limit, hence over dataset.max_pixels: PIL refused it from the header
+        return None, f"image file {path} is above dataset.max_pixels ({config['max_pixels']}); not decoded ({error})"
     except (OSError, ValueError) as error:
         return None, f"image file {path} cannot be decoded ({error}); delete it to fetch it again"
-    expected = (int(info["height"]), int(info["width"]))
-    if rgb.shape[:2] != expected:
-        return None, f"image {path} is {rgb.shape[0]}x{rgb.shape[1]} but annotated as {expected[0]}x{expected[1]}"
+    with image:
+        # The annotated size passed min_side and max_pixels, so the header's size must equal
+        # it; comparing before load() keeps an oversized file from being decoded.
+        if (image.height, image.width) != expected:
+            return None, (f"image {path} is {image.height}x{image.width} but annotated as {expected[0]}x{expected[1]}; "
+                          f"not decoded")
+        try:
+            image.load()
+            rgb = np.asarray(image.convert("RGB"))
+        except (OSError, ValueError) as error:
+            return None, f"image file {path} cannot be decoded ({error}); delete it to fetch it again"
     return rgb, None
 
 
 def image_record(config: dict, index: CocoIndex, coco_id: int, split: str, shard: int, slot: int) -> dict:
     info = index.images[coco_id]
-    chosen = choose_captions(index.captions[coco_id], int(config["seed"]), coco_id, config["captions"])
+    captions = index.captions[coco_id]
+    chosen = choose_captions(captions, int(config["seed"]), coco_id, config["captions"])
+    empty = sorted(caption["id"] for caption in captions if not caption["caption"])
     return {
         "image_id": image_id(split, shard, slot),
-        "status": "ok",
-        "reason": None,
+        "status": "ok" if chosen else "skipped",
+        "reason": None if chosen else f"no usable caption: all {len(captions)} captions are empty or whitespace-only",
         "dataset": "coco",
         "coco_split": index.split,
         "coco_image_id": coco_id,
@@ -258,19 +337,24 @@ def image_record(config: dict, index: CocoIndex, coco_id: int, split: str, shard
         "image_file": f"{slot}.{'jpg' if config['image_format'] == 'jpeg' else 'png'}",
         "height": int(info["height"]),
         "width": int(info["width"]),
-        "caption": chosen[0]["caption"],
+        "caption": chosen[0]["caption"] if chosen else "",
         "captions": [caption["caption"] for caption in chosen],
         "caption_ids": [caption["id"] for caption in chosen],
+        "empty_caption_ids": empty,
         "instances": index.instances.get(coco_id, []),
     }
 
 
 def write_slot(config: dict, index: CocoIndex, coco_id: int, split: str, shard: int, slot: int, out_dir: Path) -> dict:
     record = image_record(config, index, coco_id, split, shard, slot)
-    source, reason = _image_source(config, index.split, index.images[coco_id])
-    image = None
+    info = index.images[coco_id]
+    # Checks that need no image come first: a slot they skip is never fetched.
+    reason = record["reason"] or _size_problem(config, int(info["height"]), int(info["width"]), "annotated as")
+    source, image = None, None
+    if reason is None:
+        source, reason = _image_source(config, index.split, info)
     if source is not None:
-        image, reason = _load_image(source, index.images[coco_id])
+        image, reason = _load_image(config, source, info)
     target = out_dir / record["image_file"]
     if image is None:
         record.update(status="skipped", reason=reason)
@@ -309,7 +393,11 @@ def write_coco_shards(dataset: dict, split: str, shards: Sequence[int], shard_si
                 f"{int(shard) * int(shard_size) + wanted} (shard {shard}); lower dataset.n_{split} to at most {len(order)}"
             )
         ids = ids[:wanted]
-        written.append([write_slot(config, index, coco_id, split, int(shard), slot, out_dir) for slot, coco_id in enumerate(ids)])
+        records = [write_slot(config, index, coco_id, split, int(shard), slot, out_dir) for slot, coco_id in enumerate(ids)]
+        skipped = [f"{record['image_id']}: {record['reason']}" for record in records if record["status"] == "skipped"]
+        if skipped:
+            print(f"{split} shard {shard}: {len(skipped)} of {len(records)} slots are recorded skips: " + "; ".join(skipped[:20]))
+        written.append(records)
     return written
 
 

@@ -11,6 +11,12 @@ def build(inpaint: dict, eval_config: dict, images: list[str], truth: list[str],
     from dualclip.eval.synthetic import build_suites
 
     records = [(str(image), read_json(path)) for image, path in zip(images, truth)]
+    # as in training: an image skipped at download (its placeholder) never becomes a test item
+    skipped = [record for _, record in records if record.get("status") == "skipped"]
+    if skipped:
+        print(f"{len(skipped)} test images skipped at download are left out: "
+              + "; ".join(f"{r.get('image_id')}: {r.get('reason')}" for r in skipped[:20]))
+    records = [(image, record) for image, record in records if record.get("status") != "skipped"]
     counts = build_suites(inpaint, records, eval_config["suites"], int(eval_config["seed"]), out_file, image_dir)
     print("items per suite:", counts)
     return counts

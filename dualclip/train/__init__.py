@@ -64,7 +64,7 @@ def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, o
 
     from dualclip.train.batches import METHODS, build_train_data
     from dualclip.train.models import create_model
-    from dualclip.train.trainer import load_images, train as train_loop
+    from dualclip.train.trainer import load_images, manifests_digest, train as train_loop
 
     if isinstance(inputs, dict):
         inputs = SimpleNamespace(**inputs)
@@ -82,11 +82,24 @@ def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, o
     data = build_train_data(records, use_failed_rewrites=train.get("use_failed_rewrites", False))
     print(f"{method}: {len(data.samples)} samples, {data.n_duals} dual pairs used, {data.n_duals_rejected} left out {data.rejected_reasons}")
     config = {"model": model, "train": train, "device": device}
+    # the content of exactly the shards this run reads (the first n images of each input):
+    # a checkpoint of a run on other content (an upstream parameter changed) is not resumed
+    data_digest = manifests_digest({
+        name: list(getattr(inputs, name, []))[:-(-int(n_val if name == "val" else n_images) // shard_size)]
+        for name in ("data", "parse", "rewrite", "inpaint", "filter", "val")})
     val = None
     if n_val:
         _, preprocess, tokenizer = create_model(model["name"], None)
-        val_files = files(inputs.val, "{slot}.json", n_val)
-        val_records = [read_json(path) for path in val_files]
-        val_images = load_images([str(Path(path).with_suffix(".png")) for path in val_files], preprocess)
-        val = (val_images, [record["caption"] for record in val_records])
-    return train_loop(config, method, seed, data, out_dir, val=val, neighbour_cache=neighbour_cache)
+        # assemble_records' rule: a slot skipped at download (its 1x1 placeholder, maybe
+        # no caption) must not be scored either
+        val_records = assemble_records(files(inputs.val, "{slot}.png", n_val), files(inputs.val, "{slot}.json", n_val))
+        if len(val_records) < n_val:
+            print(f"validation slice: {n_val - len(val_records)} of {n_val} images skipped at download are left out "
+                  f"(their reasons are listed above)")
+        if val_records:
+            val_images = load_images([record["image"] for record in val_records], preprocess)
+            val = (val_images, [record["caption"] for record in val_records])
+        else:
+            print(f"validation slice: all {n_val} images were skipped at download; training runs without validation")
+    return train_loop(config, method, seed, data, out_dir, val=val, neighbour_cache=neighbour_cache,
+                      data_digest=data_digest)

@@ -18,9 +18,11 @@ and the budget are those of the one-process run.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
 import os
+import pickle
 import random
 import time
 from pathlib import Path
@@ -29,11 +31,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dualclip.io import code_version, write_json
+from dualclip.io import atomic_write, code_version, read_json, write_json, write_text
 from dualclip.train import distributed
 from dualclip.train.batches import BatchSpec, TrainData, nearest_neighbours, plan_epoch
 from dualclip.train.loss import DualContrastiveLoss, duplicate_text_masks
-from dualclip.train.models import create_model, resolve_device
+from dualclip.train.models import create_model, refused_global, resolve_device
 
 
 def seed_everything(seed: int) -> None:
@@ -208,15 +210,64 @@ def count_steps(method: str, data: TrainData, train_config: dict, seed: int, nei
     raise AssertionError("unreachable: the plan is endless")
 
 
-def run_fingerprint(config: dict, method: str, seed: int, data: TrainData) -> str:
-    """What a checkpoint must share with the run that resumes it."""
+def manifests_digest(manifests: dict[str, list[str]]) -> str:
+    """The SHA-256 of the content of every file of these shards (input name -> manifest
+    paths), from the checksums each manifest lists; a manifest written before manifests
+    listed them has its files hashed here."""
     import hashlib
     import json
 
-    content = {"config": config, "method": method, "seed": seed, "images": data.image_files,
-               "captions": [s.caption for s in data.samples], "duals": [s.duals for s in data.samples],
-               "negatives": [s.negatives for s in data.samples], "code": code_version()}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    from dualclip.fetch import sha256_file
+
+    content = {}
+    for name, paths in sorted(manifests.items()):
+        content[name] = []
+        for path in paths:
+            record = read_json(path)
+            checksums = record.get("sha256")
+            if checksums is None:
+                folder = Path(path).parent
+                checksums = {file: sha256_file(folder / file) for file in record.get("files", {})}
+            content[name].append(checksums)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def files_digest(paths: list[str]) -> str:
+    """The SHA-256 of these files' bytes, in order (for data that comes without manifests)."""
+    import hashlib
+
+    from dualclip.fetch import sha256_file
+
+    return hashlib.sha256("\n".join(f"{path} {sha256_file(path)}" for path in paths).encode()).hexdigest()
+
+
+def fingerprint_parts(config: dict, method: str, seed: int, data: TrainData, data_digest: str | None = None) -> dict:
+    """What a checkpoint must share with the run that resumes it, part by part (so that the
+    log can say which part changed): the run's settings, its texts and file names, the
+    content of its files (``data_digest``, from the shards' manifests; the training images'
+    bytes when None) and the code."""
+    import hashlib
+    import json
+
+    def digest(value) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+    return {
+        "settings": digest({"config": config, "method": method, "seed": seed}),
+        "texts and file names": digest({"images": data.image_files, "captions": [s.caption for s in data.samples],
+                                        "duals": [s.duals for s in data.samples],
+                                        "negatives": [s.negatives for s in data.samples]}),
+        "file content": data_digest or files_digest(data.image_files),
+        "code": code_version(),
+    }
+
+
+def run_fingerprint(parts: dict) -> str:
+    """One digest of :func:`fingerprint_parts`: a checkpoint resumes only a run with the same."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def iterate_plan(method: str, data: TrainData, batch_images: int, seed: int, neighbours, start_step: int):
@@ -231,10 +282,26 @@ def iterate_plan(method: str, data: TrainData, batch_images: int, seed: int, nei
         epoch += 1
 
 
+def rng_state() -> dict:
+    """The torch, numpy and Python RNG states as a tensor and lists, which
+    ``torch.load(weights_only=True)`` reads back (numpy's tuple holds an array, which it refuses)."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(cached_gaussian)],
+            "python": [version, list(internal), gauss_next]}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the states of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def local_images(batch: BatchSpec, context) -> list[int]:
@@ -268,13 +335,17 @@ def training_step(network, loss_fn, tokenizer, pixels: torch.Tensor, batch: Batc
 
 
 def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | Path, val=None,
-          stop_after_steps: int | None = None, neighbour_cache: str | Path | None = None) -> dict:
+          stop_after_steps: int | None = None, neighbour_cache: str | Path | None = None,
+          data_digest: str | None = None) -> dict:
     """Train one (method, seed); returns the run summary also stored in the checkpoint.
 
     ``val`` is an optional (images, captions) slice scored once per epoch (retrieval
     top-1 accuracy in both directions). ``stop_after_steps`` ends the process early,
     as a kill would, for resume tests. ``neighbour_cache``: the folder where NegCLIP's
     neighbour tables are kept, keyed by model and data (the run folder by default).
+    ``data_digest``: the content of every file the run reads (:func:`manifests_digest`);
+    None hashes the training images' bytes here. A checkpoint resumes the run only when
+    this, the texts, the settings and the code all match.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -306,13 +377,22 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "train_log.csv"
     start_step, images_seen, texts_seen, log_rows = 0, 0, 0, []
-    fingerprint = run_fingerprint(config, method, seed, data)
+    parts = fingerprint_parts(config, method, seed, data, data_digest)
+    fingerprint = run_fingerprint(parts)
     state = None
     if checkpoint_path.exists():  # every process reads it; rank 0 alone writes or deletes it
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state.get("fingerprint") != fingerprint:
-            # config, data or code changed since the kill: resuming would mix two runs
-            print(f"ignoring {checkpoint_path}: it belongs to a run with another config, data or code version "
+        try:
+            state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            # written by a version that pickled RNG state as Python objects, or not ours at all
+            print(f"ignoring {checkpoint_path}: safe loading (weights_only) refuses what it holds "
+                  f"({refused_global(error)}); training from step 0")
+        if state is not None and state.get("fingerprint") != fingerprint:
+            # config, input content, texts or code changed since the kill: resuming would mix two runs
+            saved = state.get("fingerprint_parts") or {}
+            changed = [name for name, value in parts.items() if saved.get(name) != value] if saved else []
+            print(f"ignoring {checkpoint_path}: it belongs to a run with another "
+                  f"{', '.join(changed) or 'config, data or code version'} "
                   f"(saved by {state.get('code_version')}); training from step 0")
             state = None
     if context.distributed:
@@ -323,20 +403,19 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        set_rng_state(state["rng"])
         start_step, images_seen, texts_seen = state["step"], state["images_seen"], state["texts_seen"]
         log_rows = state["log_rows"]
         print(f"resumed from {checkpoint_path} at step {start_step}")
+    resumed_from_step = start_step  # 0: a fresh run
 
     def state_dict(step: int) -> dict:
         return {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": rng_state(),
             "step": step, "images_seen": images_seen, "texts_seen": texts_seen, "log_rows": log_rows,
             "config": config, "method": method, "seed": seed, "code_version": code_version(),
-            "fingerprint": fingerprint, "world_size": context.world_size,
+            "fingerprint": fingerprint, "fingerprint_parts": parts, "world_size": context.world_size,
         }
 
     checkpoint_every = int(train_config.get("checkpoint_every", 100))
@@ -387,6 +466,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
         "n_samples": len(data.samples), "n_duals_used": data.n_duals, "n_duals_rejected": data.n_duals_rejected,
         "duals_rejected_by_reason": data.rejected_reasons, "train_seconds_this_process": round(time.time() - started, 1),
         "device": str(device), "world_size": context.world_size, "code_version": code_version(),
+        "resumed_from_step": resumed_from_step,
         "neighbour_model": train_config.get("negclip", {}).get("neighbour_model", "pixels") if neighbours is not None else None,
     }
     final = state_dict(total_steps)
@@ -405,12 +485,11 @@ def write_log(path: Path, rows: list[dict]) -> None:
     keys: list[str] = []
     for row in rows:
         keys += [key for key in row if key not in keys]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, text.getvalue())
 
 
 @torch.no_grad()

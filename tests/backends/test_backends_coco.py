@@ -41,7 +41,8 @@ def uncompressed_rle(mask: np.ndarray) -> dict:
 
 
 def image_size(coco_id: int) -> tuple[int, int]:
-    return 20 + coco_id, 30 + 2 * coco_id  # height, width
+    # height, width; each side at least dataset.min_side's default of 32 px
+    return 32 + coco_id, 40 + 2 * coco_id
 
 
 def make_coco(root: Path) -> dict:

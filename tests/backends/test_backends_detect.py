@@ -214,7 +214,7 @@ def test_filter_runs_the_real_detector(detector):
 
 def test_filter_run_shard_reads_the_stage_files(tiny_yolo_path, tmp_path):
     from dualclip.filter import run_shard
-    from dualclip.inpaint import nonempty_subsets, subset_name
+    from dualclip.subsets import nonempty_subsets, subset_name
     from dualclip.io import masks_to_bits, read_json, write_json, write_png
 
     image = rgb(40, 56)
@@ -310,7 +310,7 @@ def test_detect_run_shard_packs_images_into_full_model_calls(tiny_yolo_path, tmp
 
 def test_filter_run_shard_packs_originals_and_duals_into_full_model_calls(tiny_yolo_path, tmp_path, model_batches):
     from dualclip.filter import run_shard
-    from dualclip.inpaint import nonempty_subsets, subset_name
+    from dualclip.subsets import nonempty_subsets, subset_name
     from dualclip.io import masks_to_bits, read_json, write_json, write_png
 
     labels = [["person"], ["dog"], [], ["person"], ["person", "dog"], ["cat"]]  # slot 2: no dual images
@@ -361,3 +361,28 @@ def test_filter_run_shard_packs_originals_and_duals_into_full_model_calls(tiny_y
                 assert written[key] == pytest.approx(wanted[key], rel=1e-4, abs=1e-12)
                 compared += sum(score > 0 for score in wanted[key].values())
     assert compared > 0
+
+
+class _RunsCode:
+    """Unpickling this runs code: what a hostile weights file could carry."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_yolo_weights_load_as_data_and_a_file_carrying_code_is_refused(tiny_yolo_path, tmp_path):
+    """Issue 11, finding 7: ultralytics' .pt is a pickled model; it is loaded with weights_only."""
+    import torch
+
+    checkpoint = torch.load(tiny_yolo_path, map_location="cpu", weights_only=False)
+    marker = tmp_path / "code-ran"
+    checkpoint["extra"] = _RunsCode(marker)
+    hostile = tmp_path / "hostile-seg.pt"
+    torch.save(checkpoint, hostile)
+    assert YoloDetector({"model": str(tiny_yolo_path), "imgsz": 64, "device": "cpu"}).model.task == "segment"
+    with pytest.raises(RuntimeError, match="filter.detector.model: cannot load YOLO weights"):
+        YoloDetector({"model": str(hostile), "imgsz": 64, "device": "cpu", "config_key": "filter.detector.model"})
+    assert not marker.exists()

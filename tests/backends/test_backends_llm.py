@@ -308,5 +308,5 @@ def test_llm_backends_end_to_end_with_tiny_model(tiny_lm_dir):
 
 
 def test_chat_lm_missing_model_names_the_fix(tmp_path):
-    with pytest.raises(OSError, match="set the stage's 'model' key"):
+    with pytest.raises(OSError, match=r"set parse\.model"):
         ChatLM(str(tmp_path / "absent-model"), device="cpu")
