@@ -1,4 +1,4 @@
-# Real compositional benchmarks: SugarCrepe, VALSE, ARO (VG-Relation, VG-Attribution,
+# Real compositional benchmarks: SugarCrepe, SugarCrepe++, VALSE, ARO (VG-Relation, VG-Attribution,
 # COCO-Order, Flickr30k-Order) and COCO retrieval. Configured by the `benchmarks:` section
 # (benchmark name -> {annotations, images, download_images, verify_checksums, pieces}; see
 # config/benchmarks_example.yaml). Absent or empty section: no benchmark jobs.

@@ -275,6 +275,7 @@ def train_logs():
 
 BENCHMARK_NAMES = [
     "sugarcrepe",
+    "sugarcrepe_pp",
     "valse",
     "vg_relation",
     "vg_attribution",
@@ -338,16 +339,17 @@ def benchmark_section(name):
 
 def benchmark_pieces(name):
     """(piece, image source) pairs the benchmark evaluates (a piece is skipped whole when
-    its images are missing); SugarCrepe and VALSE may select pieces with `pieces:`."""
+    its images are missing); SugarCrepe, SugarCrepe++ and VALSE may select pieces with `pieces:`."""
     known = BENCHMARK_SOURCES["benchmarks"][name]["pieces"]
     wanted = benchmark_section(name)["pieces"] or list(known)
     unknown = [piece for piece in wanted if piece not in known]
     if unknown or (
-        benchmark_section(name)["pieces"] and name not in ("sugarcrepe", "valse")
+        benchmark_section(name)["pieces"]
+        and name not in ("sugarcrepe", "sugarcrepe_pp", "valse")
     ):
         raise ValueError(
             f"config benchmarks.{name}.pieces: {unknown or wanted} not allowed; "
-            f"sugarcrepe and valse choose from their pieces, the others have none"
+            f"sugarcrepe, sugarcrepe_pp and valse choose from their pieces, the others have none"
         )
     return [(piece, known[piece]) for piece in wanted]
 

@@ -154,7 +154,7 @@ def failure(result: subprocess.CompletedProcess, workdir: Path) -> str:
     return f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}\n{tails[-6000:]}"
 
 
-OFFLINE_LEFT_OUT = ["valse", "vg_relation", "vg_attribution", "coco_order", "flickr30k_order", "coco_retrieval"]
+OFFLINE_LEFT_OUT = ["sugarcrepe_pp", "valse", "vg_relation", "vg_attribution", "coco_order", "flickr30k_order", "coco_retrieval"]
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +168,8 @@ def coco_run(tmp_path_factory):
     sd = build_tiny_sd(tmp / "models" / "tiny-sd")
     make_tiny_coco(tmp / "coco")
     sugarcrepe_images(tmp / "sugarcrepe-images")
-    # coco.yaml configures all seven benchmarks (annotations: null = download them):
-    # `false` leaves the six others out, the overlay points SugarCrepe at the excerpt
+    # coco.yaml configures all eight benchmarks (annotations: null = download them):
+    # `false` leaves the seven others out, the overlay points SugarCrepe at the excerpt
     (tmp / "no_benchmarks.yaml").write_text(yaml.safe_dump({"benchmarks": {name: False for name in OFFLINE_LEFT_OUT}}))
     settings = overlay(lm, yolo, sd, tmp / "coco", tmp / "sugarcrepe-images")
     (tmp / "overlay.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))

@@ -56,7 +56,8 @@ LOCAL_RULES = {"all", "download_image_archive", "download_benchmark"}
 SHARD_STAGE_DIRS = {"data", "parse", "detect", "inpaint", "rewrite", "filter"}
 # Only their existence is compared: timings and log text.
 UNCOMPARED_DIRS = {"logs", "benchmarks"}
-UNCOMPARED_FILES = {"report/report.html"}  # embeds run times and paths
+# the report embeds run times and paths; the lock names the process that held it
+UNCOMPARED_FILES = {"report/report.html", ".dualclip.lock"}
 # Fields that describe the run rather than the result.
 RUN_FIELDS = {"code_version", "train_seconds_this_process"}
 

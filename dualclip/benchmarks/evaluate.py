@@ -5,6 +5,10 @@ once, L2-normalises the embeddings, and scores each caption by the dot product w
 item's image. Identical captions therefore get bit-identical scores, so a negative equal
 to the positive is an exact tie (and is judged by the benchmark's tie rule, see
 :mod:`dualclip.benchmarks.scoring`).
+
+SugarCrepe++ items (``meta["positive2"]``) also get their second positive scored and the
+three text-text similarities (P1·P2, P1·N, P2·N); all six are computed in float64 from the
+same normalised embeddings, so identical captions tie exactly there too.
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .items import BenchmarkItem
-from .scoring import correct_from_scores, summarise  # noqa: F401  (re-exported)
+from .scoring import (SUGARCREPE_PP_SCORES, correct_from_scores, sugarcrepe_pp_correct,  # noqa: F401
+                      summarise)
 
 log = logging.getLogger(__name__)
 
 PER_ITEM_COLUMNS = ["benchmark", "suite", "item_id", "pos_score", "max_neg_score",
                     "n_negatives", "correct", "valid"]
+#: Extra per-item columns of SugarCrepe++ items (``correct`` is ITT for them).
+SUGARCREPE_PP_COLUMNS = ["pos2_score", "text_p1_p2", "text_p1_neg", "text_p2_neg", "image_p1_neg",
+                         "image_p2_neg", "tot"]
 
 
 def _load_image(item: BenchmarkItem) -> Image.Image:
@@ -90,7 +98,9 @@ def score_items(
     num_workers: int = 0,
 ) -> pd.DataFrame:
     """One row per item: ``benchmark, suite, item_id, pos_score, max_neg_score,
-    n_negatives, correct, valid`` (``valid`` is ``meta["valid"]``, True when absent).
+    n_negatives, correct, valid`` (``valid`` is ``meta["valid"]``, True when absent);
+    SugarCrepe++ items add :data:`SUGARCREPE_PP_COLUMNS` (empty for other items) and
+    their ``correct`` is ITT.
 
     Works with any open_clip model (``encode_image``/``encode_text``); the model is put
     in eval mode for the call and restored afterwards. Images are opened with PIL,
@@ -114,7 +124,7 @@ def score_items(
             item_img.append(img_keys[key])
         txt_keys: dict[str, int] = {}
         for it in items:
-            for t in (it.positive, *it.negatives):
+            for t in (it.positive, *it.negatives, *_second_positive(it)):
                 txt_keys.setdefault(t, len(txt_keys))
         log.info("scoring %d items: %d distinct images, %d distinct captions",
                  len(items), len(img_items), len(txt_keys))
@@ -134,7 +144,7 @@ def score_items(
     for b in by_bench.unique():
         m = (by_bench == b).to_numpy()
         correct[m] = correct_from_scores(b, pos[m], max_neg[m])
-    return pd.DataFrame({
+    df = pd.DataFrame({
         "benchmark": by_bench,
         "suite": [it.suite for it in items],
         "item_id": [it.item_id for it in items],
@@ -144,3 +154,51 @@ def score_items(
         "correct": correct,
         "valid": [bool(it.meta.get("valid", True)) for it in items],
     }, columns=PER_ITEM_COLUMNS)
+    pp = [k for k, it in enumerate(items) if it.benchmark == "sugarcrepe_pp"]
+    if pp:
+        df = _add_sugarcrepe_pp(df, [items[k] for k in pp], pp, txt_emb, txt_keys,
+                                img_emb[[item_img[k] for k in pp]])
+    return df
+
+
+def _second_positive(item: BenchmarkItem) -> tuple[str, ...]:
+    if item.benchmark != "sugarcrepe_pp":
+        return ()
+    if "positive2" not in item.meta:
+        raise ValueError(f"sugarcrepe_pp/{item.item_id}: meta['positive2'] (the second positive "
+                         f"caption) is missing; load the items with load_sugarcrepe_pp")
+    return (item.meta["positive2"],)
+
+
+def _add_sugarcrepe_pp(df: pd.DataFrame, items: list[BenchmarkItem], rows: list[int],
+                       txt_emb: torch.Tensor, txt_keys: dict[str, int], img: torch.Tensor) -> pd.DataFrame:
+    """The six SugarCrepe++ similarities of ``items`` (rows ``rows`` of ``df``), in float64:
+    an elementwise product summed in one order, so identical captions tie exactly."""
+    def idx(texts):
+        return torch.tensor([txt_keys[t] for t in texts])
+
+    emb = txt_emb.double()
+    img = img.double()
+    p1 = emb[idx([it.positive for it in items])]
+    p2 = emb[idx([it.meta["positive2"] for it in items])]
+    neg = emb[idx([it.negatives[0] for it in items])]
+
+    def cos(a, b):
+        return (a * b).sum(dim=-1).numpy()
+
+    sims = dict(zip(SUGARCREPE_PP_SCORES, (cos(img, p1), cos(img, p2), cos(img, neg), cos(p1, p2),
+                                           cos(p1, neg), cos(p2, neg))))
+    ok = sugarcrepe_pp_correct(*(sims[c] for c in SUGARCREPE_PP_SCORES))
+    df = df.copy()
+    for col in SUGARCREPE_PP_COLUMNS:
+        df[col] = pd.Series([None] * len(df), dtype="object")
+    df["correct"] = df["correct"].astype(bool)
+    values = {**{c: sims[c] for c in SUGARCREPE_PP_SCORES}, "correct": ok["itt"],
+              "image_p1_neg": ok["image_p1_neg"], "image_p2_neg": ok["image_p2_neg"], "tot": ok["tot"]}
+    for col, vals in values.items():
+        df.loc[rows, col] = pd.Series(vals.tolist(), index=rows, dtype="object" if col in SUGARCREPE_PP_COLUMNS
+                                      else df[col].dtype)
+    if len(rows) == len(df):  # a SugarCrepe++-only table: plain dtypes
+        df = df.astype({c: "float64" for c in SUGARCREPE_PP_SCORES} |
+                       {c: "bool" for c in ("correct", "image_p1_neg", "image_p2_neg", "tot")})
+    return df

@@ -9,7 +9,10 @@ RAIVNLab/sugar-crepe README at commit 0047054 (see /work/shared/benchmarks/READM
 ``assets/sugarcrepe_eval.png`` (per-subset accuracy) and ``assets/re_eval.png``
 (REPLACE/SWAP/ADD averages). ``n_items`` is the item count the paper used (swap_obj
 had 246 items then; the current file has 245). Neither VALSE nor ARO publishes
-headline numbers in its repository, so none are listed for them.
+headline numbers in its repository, so none are listed for them. SugarCrepe++ (Dumpala
+et al. 2024) gives its numbers (e.g. ViT-B/32 OpenAI CLIP ITT and TOT per subset) in the
+paper's Table 2 only; the paper text is not available here and the numbers are not to be
+guessed, so none are listed until they are read from the paper with their source.
 """
 
 from __future__ import annotations

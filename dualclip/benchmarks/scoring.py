@@ -6,6 +6,12 @@ Per-item correctness (:func:`correct_from_scores`):
   scores strictly higher than every negative; a tie is wrong. (SugarCrepe:
   ``pos_score > neg_score``; VALSE: ``cross_score[0,1] > cross_score[1,1]``; VG-R/VG-A:
   ``argmax([false, true]) == 1`` where a tie goes to index 0, the false caption.)
+* SugarCrepe++ (:func:`sugarcrepe_pp_correct`, upstream ``VLMs/test_*.py``): cosine
+  similarities of L2-normalised embeddings, strict ``>`` (ties are wrong). ITT (image-to-
+  text, the headline): ``cos(I,P1) > cos(I,N)`` and ``cos(I,P2) > cos(I,N)``; Image-P1-Neg:
+  ``cos(I,P1) > cos(I,N)``; Image-P2-Neg: ``cos(I,P2) > cos(I,N)``; TOT (text only):
+  ``cos(P1,P2) > cos(P1,N)`` and ``cos(P1,P2) > cos(P2,N)``. The per-item ``correct`` column
+  is ITT.
 * COCO-Order / Flickr30k-Order: upstream takes ``argmax([original, 4 perturbations]) == 0``;
   NumPy's argmax returns the first maximum, so a tie between the original and a
   perturbation (e.g. a perturbation that left the caption unchanged) counts as CORRECT.
@@ -19,6 +25,9 @@ value in percent):
   item-weighted (micro) averages of their subsets (these reproduce the paper's
   category numbers), emitted only when all subsets of the category are present; suite
   ``mean`` is the unweighted mean of the seven subsets (only when all seven are present).
+* ``sugarcrepe_pp``: metrics ``itt``, ``image_p1_neg``, ``image_p2_neg`` and ``tot``
+  (accuracy, %) per subset; suite ``mean`` is the unweighted mean of the five subsets per
+  metric (only when all five are present; ours, the paper reports subsets only).
 * ``valse``: ``acc_r`` per piece on valid items only (``mturk.caption >= 2``); suite
   ``mean`` is the unweighted mean over the eleven pieces (``mean_partial`` when some
   pieces are missing).
@@ -43,13 +52,14 @@ import pandas as pd
 
 from .aro import VGA_MIN_PAIR_ITEMS, excluded_vgr_relations
 from .sugarcrepe import SUBSETS as SUGARCREPE_SUBSETS
+from .sugarcrepe_pp import SUBSETS as SUGARCREPE_PP_SUBSETS
 from .valse import PIECES as VALSE_PIECES
 
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ["benchmark", "suite", "metric", "value", "n_items"]
 ORDER_BENCHMARKS = frozenset({"coco_order", "flickr30k_order"})
-BENCHMARKS = ("sugarcrepe", "valse", "vg_relation", "vg_attribution", "coco_order",
+BENCHMARKS = ("sugarcrepe", "sugarcrepe_pp", "valse", "vg_relation", "vg_attribution", "coco_order",
               "flickr30k_order")
 
 
@@ -70,6 +80,52 @@ def correct_from_scores(benchmark: str, pos: np.ndarray, neg: np.ndarray) -> np.
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {BENCHMARKS}")
     return pos > max_neg
+
+
+#: SugarCrepe++ metric -> per-item boolean column (``correct`` holds ITT).
+SUGARCREPE_PP_METRICS = {"itt": "correct", "image_p1_neg": "image_p1_neg",
+                         "image_p2_neg": "image_p2_neg", "tot": "tot"}
+#: The six similarities of a SugarCrepe++ item, in the per-item table's column names.
+SUGARCREPE_PP_SCORES = ("pos_score", "pos2_score", "max_neg_score", "text_p1_p2", "text_p1_neg",
+                        "text_p2_neg")
+
+
+def sugarcrepe_pp_correct(i_p1, i_p2, i_n, p1_p2, p1_n, p2_n) -> dict[str, np.ndarray]:
+    """SugarCrepe++ per-item correctness from the six cosine similarities (arrays of the
+    same shape): ``cos(I,P1)``, ``cos(I,P2)``, ``cos(I,N)``, ``cos(P1,P2)``, ``cos(P1,N)``,
+    ``cos(P2,N)``. Strict ``>`` everywhere: a tie is wrong. Keys: ``itt``,
+    ``image_p1_neg``, ``image_p2_neg``, ``tot``."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in (i_p1, i_p2, i_n, p1_p2, p1_n, p2_n)]
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"SugarCrepe++ similarities differ in shape: {[a.shape for a in arrays]}")
+    i_p1, i_p2, i_n, p1_p2, p1_n, p2_n = arrays
+    p1_wins, p2_wins = i_p1 > i_n, i_p2 > i_n
+    return {"itt": p1_wins & p2_wins, "image_p1_neg": p1_wins, "image_p2_neg": p2_wins,
+            "tot": (p1_p2 > p1_n) & (p1_p2 > p2_n)}
+
+
+def sugarcrepe_pp_frame(suites: Sequence[str], scores, item_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per-item SugarCrepe++ table from an (n, 6) array of the similarities, columns in the
+    order of :data:`SUGARCREPE_PP_SCORES` (I·P1, I·P2, I·N, P1·P2, P1·N, P2·N)."""
+    arr = np.asarray(scores, dtype=np.float64).reshape(-1, len(SUGARCREPE_PP_SCORES))
+    if len(arr) != len(suites):
+        raise ValueError(f"{len(arr)} score rows but {len(suites)} suites")
+    cols = dict(zip(SUGARCREPE_PP_SCORES, arr.T))
+    ok = sugarcrepe_pp_correct(*(cols[c] for c in SUGARCREPE_PP_SCORES))
+    return pd.DataFrame({
+        "benchmark": "sugarcrepe_pp",
+        "suite": list(suites),
+        "item_id": list(item_ids) if item_ids is not None else [str(i) for i in range(len(arr))],
+        "pos_score": cols["pos_score"],
+        "max_neg_score": cols["max_neg_score"],
+        "n_negatives": 1,
+        "correct": ok["itt"],
+        "valid": True,
+        **{c: cols[c] for c in SUGARCREPE_PP_SCORES if c not in ("pos_score", "max_neg_score")},
+        "image_p1_neg": ok["image_p1_neg"],
+        "image_p2_neg": ok["image_p2_neg"],
+        "tot": ok["tot"],
+    })
 
 
 def per_item_frame(
@@ -147,6 +203,29 @@ def summarise_sugarcrepe(df: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def summarise_sugarcrepe_pp(df: pd.DataFrame) -> list[dict]:
+    b = "sugarcrepe_pp"
+    missing = [c for c in SUGARCREPE_PP_METRICS.values() if c not in df.columns]
+    if missing:
+        raise ValueError(f"per-item table for sugarcrepe_pp lacks columns {missing}; build it with "
+                         f"evaluate.score_items or scoring.sugarcrepe_pp_frame")
+    unknown = set(df["suite"]) - set(SUGARCREPE_PP_SUBSETS)
+    if unknown:
+        raise ValueError(f"unknown SugarCrepe++ subsets {sorted(unknown)}")
+    rows = []
+    for metric, column in SUGARCREPE_PP_METRICS.items():
+        g = df.groupby("suite", sort=True)[column]
+        acc = g.apply(lambda x: x.astype(bool).mean() * 100.0)
+        n = g.size()
+        rows += [_row(b, s, metric, acc[s], n[s]) for s in acc.index]
+        if all(s in acc.index for s in SUGARCREPE_PP_SUBSETS):
+            rows.append(_row(b, "mean", metric, acc.mean(), n.sum()))
+    if not all(s in set(df["suite"]) for s in SUGARCREPE_PP_SUBSETS):
+        log.warning("sugarcrepe_pp: mean left out: subsets %s missing",
+                    [s for s in SUGARCREPE_PP_SUBSETS if s not in set(df["suite"])])
+    return rows
+
+
 def summarise_valse(df: pd.DataFrame) -> list[dict]:
     b = "valse"
     if "valid" in df.columns:
@@ -212,6 +291,8 @@ def summarise(benchmark: str, per_item: pd.DataFrame) -> pd.DataFrame:
     df = _check(per_item, benchmark)
     if benchmark == "sugarcrepe":
         rows = summarise_sugarcrepe(df)
+    elif benchmark == "sugarcrepe_pp":
+        rows = summarise_sugarcrepe_pp(df)
     elif benchmark == "valse":
         rows = summarise_valse(df)
     elif benchmark == "vg_relation":

@@ -27,7 +27,7 @@ Config section (``config["benchmarks"][<name>]``), every key optional:
 download), ``images`` (one folder, or a dict keyed by image source or, for VALSE, piece
 name), ``download_images`` (false), ``verify_checksums`` (true; false accepts excerpts or
 edited copies of pinned files, whose checksums are then only recorded), ``pieces``
-(SugarCrepe subsets / VALSE pieces to evaluate; default all).
+(SugarCrepe / SugarCrepe++ subsets, VALSE pieces to evaluate; default all).
 """
 
 from __future__ import annotations
@@ -48,13 +48,15 @@ from dualclip.fetch import (ChecksumMismatchError, FetchError, InvalidDownloadEr
 
 log = logging.getLogger(__name__)
 
-BENCHMARK_NAMES = ("sugarcrepe", "valse", "vg_relation", "vg_attribution", "coco_order",
+BENCHMARK_NAMES = ("sugarcrepe", "sugarcrepe_pp", "valse", "vg_relation", "vg_attribution", "coco_order",
                    "flickr30k_order", "coco_retrieval")
 DEFAULTS = {"annotations": None, "images": None, "download_images": False,
             "verify_checksums": True, "pieces": None}
 SCORE_COLUMNS = ["method", "n_train", "seed", "benchmark", "suite", "metric", "value", "n_items",
                  "code_version"]
 LOCK_NAME = "sha256.lock.json"
+#: Benchmarks with one annotation file per piece, whose `pieces` may be chosen.
+PIECE_BENCHMARKS = ("sugarcrepe", "sugarcrepe_pp", "valse")
 GDRIVE_PREFIX = "gdrive:"
 
 
@@ -72,7 +74,7 @@ def sources() -> dict:
 
 
 def pinned_checksums() -> dict:
-    """``data/sha256.json``: pinned SHA-256 of the SugarCrepe and VALSE files (+ commits)."""
+    """``data/sha256.json``: pinned SHA-256 of the SugarCrepe, SugarCrepe++ and VALSE files (+ commits)."""
     return _data_json("sha256.json")
 
 
@@ -121,11 +123,11 @@ def section(config: dict, benchmark: str) -> dict:
 
 def pieces(benchmark: str, sec: dict) -> list[tuple[str, str]]:
     """(piece, image source) of the benchmark; a piece is the unit that is skipped whole
-    (a SugarCrepe subset, a VALSE piece, the whole set for the others)."""
+    (a SugarCrepe or SugarCrepe++ subset, a VALSE piece, the whole set for the others)."""
     known = sources()["benchmarks"][benchmark]["pieces"]
     wanted = sec.get("pieces") or list(known)
-    if sec.get("pieces") and benchmark not in ("sugarcrepe", "valse"):
-        raise ValueError(f"benchmarks.{benchmark}.pieces: only sugarcrepe and valse have pieces")
+    if sec.get("pieces") and benchmark not in PIECE_BENCHMARKS:
+        raise ValueError(f"benchmarks.{benchmark}.pieces: only {', '.join(PIECE_BENCHMARKS)} have pieces")
     unknown = [p for p in wanted if p not in known]
     if unknown:
         raise ValueError(f"benchmarks.{benchmark}.pieces: unknown {unknown}; choose from {list(known)}")
@@ -135,7 +137,7 @@ def pieces(benchmark: str, sec: dict) -> list[tuple[str, str]]:
 def needed_files(benchmark: str, sec: dict) -> list[str]:
     """The annotation files the configured pieces need."""
     files = list(annotation_urls(benchmark))
-    if benchmark in ("sugarcrepe", "valse"):
+    if benchmark in PIECE_BENCHMARKS:
         return [f"{piece}.json" for piece, _ in pieces(benchmark, sec)]
     return files
 
@@ -225,7 +227,7 @@ def _local_source(benchmark: str, sec: dict, files: list[str]) -> dict[str, Path
         raise FileNotFoundError(
             f"benchmarks.{benchmark}.annotations: {local} lacks {missing}; it must hold the "
             f"official files {files}" + (" (or set benchmarks.{0}.pieces to the pieces you "
-                                         "have)".format(benchmark) if benchmark in ("sugarcrepe", "valse") else ""))
+                                         "have)".format(benchmark) if benchmark in PIECE_BENCHMARKS else ""))
     return {name: local / name for name in files}
 
 
@@ -304,6 +306,8 @@ def piece_images(benchmark: str, ann_dir: Path, piece: str) -> list[str]:
 
     if benchmark == "sugarcrepe":
         return [r["filename"] for r in _read(ann_dir / f"{piece}.json").values()]
+    if benchmark == "sugarcrepe_pp":
+        return [r["filename"] for r in _read(ann_dir / f"{piece}.json")]
     if benchmark == "valse":
         return [r["image_file"] for r in _read(ann_dir / f"{piece}.json").values() if is_valid(r)]
     name = next(iter(annotation_urls(benchmark)))
@@ -421,8 +425,8 @@ def prepare_archive(archive: str, config: dict, out_file: str | os.PathLike) -> 
 
 def load_items(benchmark: str, ready: dict):
     """Items of a prepared benchmark (a ``LoadResult``; a ``RetrievalSet`` for retrieval)."""
-    from . import (load_karpathy, load_order, load_sugarcrepe, load_valse, load_vg_attribution,
-                   load_vg_relation)
+    from . import (load_karpathy, load_order, load_sugarcrepe, load_sugarcrepe_pp, load_valse,
+                   load_vg_attribution, load_vg_relation)
     from .items import LoadResult, SkippedPiece
 
     ann = Path(ready["annotations"])
@@ -444,6 +448,9 @@ def load_items(benchmark: str, ready: dict):
     if benchmark == "sugarcrepe":
         for piece in folders:
             result.extend(load_sugarcrepe(ann, folders[piece], subsets=[piece]))
+    elif benchmark == "sugarcrepe_pp":
+        for piece in folders:
+            result.extend(load_sugarcrepe_pp(ann, folders[piece], subsets=[piece]))
     elif benchmark == "valse":
         result.extend(load_valse(ann, folders, pieces=list(folders)))
     elif benchmark == "vg_relation":

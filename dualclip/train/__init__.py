@@ -101,5 +101,7 @@ def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, o
             val = (val_images, [record["caption"] for record in val_records])
         else:
             print(f"validation slice: all {n_val} images were skipped at download; training runs without validation")
+    # the originals alone key NegCLIP's neighbour table, shared by the methods that use it
+    originals_digest = manifests_digest({"data": list(inputs.data)[:-(-int(n_images) // shard_size)]})
     return train_loop(config, method, seed, data, out_dir, val=val, neighbour_cache=neighbour_cache,
-                      data_digest=data_digest)
+                      data_digest=data_digest, originals_digest=originals_digest)

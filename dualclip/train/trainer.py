@@ -132,16 +132,18 @@ def neighbour_features(data: TrainData, preprocess, config: dict, model, workers
     return features
 
 
-def neighbour_cache_key(data: TrainData, config: dict, model_config: dict, seed: int) -> str:
+def neighbour_cache_key(data: TrainData, config: dict, model_config: dict, seed: int,
+                        originals_digest: str | None = None) -> str:
     """What the neighbour table depends on: the embedding model (a randomly initialised one
-    differs per seed), k, and the original images (paths, sizes and modification times)."""
+    differs per seed), k, and the content of the original images (``originals_digest``, from
+    the shard manifests' checksums; else their bytes are hashed here)."""
     import hashlib
     import json
 
     source = config.get("neighbour_model", "pixels")
-    files = [data.image_files[sample.image] for sample in data.samples]
-    stats = [(path, os.stat(path).st_size, os.stat(path).st_mtime_ns) for path in files]
-    content = {"source": source, "k": int(config.get("k", 3)), "files": stats,
+    originals = [data.image_files[sample.image] for sample in data.samples]
+    content = {"source": source, "k": int(config.get("k", 3)), "n": len(originals),
+               "images": originals_digest or files_digest(originals),
                "model": model_config if source == "initial" else None,
                "seed": seed if source == "initial" and not model_config.get("pretrained") else None}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
@@ -150,18 +152,15 @@ def neighbour_cache_key(data: TrainData, config: dict, model_config: dict, seed:
 def compute_neighbours(data: TrainData, preprocess, config: dict, model, workers: int = 0,
                        device: torch.device = torch.device("cpu"), cache_file: Path | None = None) -> np.ndarray:
     """NegCLIP's hard negative images: the k nearest training images of each sample, read
-    from ``cache_file`` when a run with the same key (model and data) computed them."""
+    from ``cache_file`` (.npy) when a run with the same key (model and data) computed them."""
     if cache_file is not None and cache_file.exists():
-        with np.load(cache_file) as cached:
-            print(f"nearest neighbours from {cache_file}")
-            return cached["neighbours"]
+        print(f"nearest neighbours from {cache_file}")
+        return np.load(cache_file)
     features = neighbour_features(data, preprocess, config, model, workers, device)
     neighbours = nearest_neighbours(features, int(config.get("k", 3)), device=device)
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, neighbours=neighbours, features=features.numpy())
-        os.replace(tmp, cache_file)
+        # .npy: the same table gives the same bytes (a .npz records the time it was written)
+        atomic_write(cache_file, lambda handle: np.save(handle, neighbours))
     return neighbours
 
 
@@ -336,7 +335,7 @@ def training_step(network, loss_fn, tokenizer, pixels: torch.Tensor, batch: Batc
 
 def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | Path, val=None,
           stop_after_steps: int | None = None, neighbour_cache: str | Path | None = None,
-          data_digest: str | None = None) -> dict:
+          data_digest: str | None = None, originals_digest: str | None = None) -> dict:
     """Train one (method, seed); returns the run summary also stored in the checkpoint.
 
     ``val`` is an optional (images, captions) slice scored once per epoch (retrieval
@@ -345,7 +344,8 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     neighbour tables are kept, keyed by model and data (the run folder by default).
     ``data_digest``: the content of every file the run reads (:func:`manifests_digest`);
     None hashes the training images' bytes here. A checkpoint resumes the run only when
-    this, the texts, the settings and the code all match.
+    this, the texts, the settings and the code all match. ``originals_digest``: the content
+    of the original images alone, which keys the neighbour cache (None: hashed here).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -361,8 +361,8 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
         if len(data.samples) < 2:
             raise ValueError(f"{method} needs at least 2 training images for its nearest-neighbour negatives")
         negclip = train_config.get("negclip", {})
-        key = neighbour_cache_key(data, negclip, config["model"], seed)
-        cache = Path(neighbour_cache or out_dir) / f"neighbours-{key}.npz"
+        key = neighbour_cache_key(data, negclip, config["model"], seed, originals_digest)
+        cache = Path(neighbour_cache or out_dir) / f"neighbours-{key}.npy"
         neighbours = compute_neighbours(data, preprocess, negclip, model, workers, device, cache)
     network = model
     if context.distributed:
