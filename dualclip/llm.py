@@ -347,6 +347,10 @@ class ChatLM:
             eos_ids.add(self.tokenizer.eos_token_id)
         self._eos_ids = sorted(eos_ids)
         self._torch = torch
+        # model.generate() calls and rows so far (one call per batch of batch_size rows):
+        # the rewrite stage records the calls of each shard
+        self.generate_calls = 0
+        self.generated_rows = 0
 
     @classmethod
     def from_config(cls, config: dict) -> "ChatLM":
@@ -370,6 +374,8 @@ class ChatLM:
             # The chat template already wrote the special tokens (BOS included where the model has one).
             encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             encoded = {key: value.to(self.device) for key, value in encoded.items()}
+            self.generate_calls += 1
+            self.generated_rows += len(texts)
             with torch.inference_mode():
                 output = self.model.generate(
                     **encoded,

@@ -138,7 +138,8 @@ def test_no_vocabulary_noun_is_skipped_with_reason(parser):
     results = parser.parse(["a dog on a couch", "", "a red circle"])
     for result in results[:2]:
         assert result.status == "skipped" and result.components == []
-        assert "no noun of the vocabulary" in result.reason
+    assert "no noun of the vocabulary" in results[0].reason
+    assert results[1].reason == "empty caption"  # its own reason (issue 14)
     assert results[2].status == "ok" and results[2].reason is None
 
 

@@ -83,8 +83,14 @@ def run_shard(config: dict, ground_truth_files: list[str], out_files: list[str])
 
     from dualclip.io import read_json, write_json
 
+    from dualclip.parse.spacy_parser import caption_problem
+
     records = [read_json(path) for path in ground_truth_files]
-    usable = [i for i, record in enumerate(records) if record.get("status") != "skipped"]
+    # a caption no backend can parse (not text, empty, no words, not English) is skipped
+    # with its own reason before any model sees it
+    problems = [None if record.get("status") == "skipped" else caption_problem(record.get("caption")) for record in records]
+    usable = [i for i, record in enumerate(records) if record.get("status") != "skipped" and problems[i] is None]
+    texts = [record.get("caption") if isinstance(record.get("caption"), str) else "" for record in records]
     nlp = docs = None
     negatives = [[] for _ in records]
     if config.get("hard_negatives", True):
@@ -97,14 +103,17 @@ def run_shard(config: dict, ground_truth_files: list[str], out_files: list[str])
         generator = SwapNegativeGenerator(nlp=nlp, seed=int(config.get("seed", 0)))
         # parse.batch_size is the LM's batch for the llm backend; no spaCy result depends on it
         batch_size = int(config.get("batch_size", 256)) if config["backend"] == "spacy" else 256
-        docs = list(nlp.pipe([record["caption"] for record in records], batch_size=batch_size))
-        negatives = [[{"text": n.text, "swap_type": n.swap_type} for n in generator.from_doc(doc)] for doc in docs]
+        docs = list(nlp.pipe(texts, batch_size=batch_size))
+        negatives = [[] if problem else [{"text": n.text, "swap_type": n.swap_type} for n in generator.from_doc(doc)]
+                     for doc, problem in zip(docs, problems)]
     parser = get_parser(config, nlp=nlp)
+    usable_set = set(usable)
     parsed = iter(parser.parse([records[i]["caption"] for i in usable], docs=None if docs is None else [docs[i] for i in usable]))
     results = [
-        next(parsed) if record.get("status") != "skipped"
+        next(parsed) if i in usable_set
+        else ParseResult(texts[i], [], status="skipped", reason=problems[i], backend=parser.name) if problems[i]
         else ParseResult(record.get("caption", ""), [], status="skipped", reason=f"image skipped at download: {record.get('reason')}", backend=parser.name)
-        for record in records
+        for i, record in enumerate(records)
     ]
     for record, result, found, out in tqdm(list(zip(records, results, negatives, out_files)), desc="write parse", mininterval=5):
         result.hard_negatives = found

