@@ -171,7 +171,10 @@ def build_tiny_yolo(path: Path, names: list[str] | None = None) -> Path:
     """
     from ultralytics import YOLO
 
+    import torch
+
     names = YOLO_NAMES if names is None else list(names)
+    torch.manual_seed(0)  # the same random weights in every session: what they detect is then fixed
     model = YOLO("yolov8n-seg.yaml")
     model.model.names = {index: (names[index] if index < len(names) else f"class{index}") for index in range(len(model.model.names))}
     path = Path(path)
