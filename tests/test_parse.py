@@ -315,6 +315,23 @@ def test_spacy_loads_without_importing_torch():
     assert done.stdout.startswith("torch ")  # still importable afterwards (the llm backend needs it)
 
 
+def test_the_parse_stage_runs_without_importing_torch(tmp_path):
+    """The whole parse job path (caption checks, parser, swap negatives), not only the model load."""
+    import subprocess
+    import sys
+
+    code = ("import sys, yaml; from pathlib import Path; from dualclip.download import write_shapes_shard; "
+            "from dualclip.parse import run_shard; d = Path(sys.argv[1]); "
+            "write_shapes_shard({'name': 'shapes', 'seed': 0, 'image_size': 64}, 'train', 0, 4, d / 'data'); "
+            "config = yaml.safe_load(open('config/config.yaml'))['parse']; "
+            "run_shard(config, [str(d / 'data' / f'{i}.json') for i in range(4)], [str(d / f'{i}.json') for i in range(4)]); "
+            "print(sorted(m for m in ('torch', 'cv2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert "torch" not in done.stdout.strip().splitlines()[-1], done.stdout
+
+
 def test_pipeline_without_ner_parses_as_the_full_one(parser):
     # the parser leaves out ner (nearly half of nlp.pipe's time); entities must not matter
     from dualclip.parse.spacy_parser import load_spacy

