@@ -84,9 +84,12 @@ def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, o
     config = {"model": model, "train": train, "device": device}
     # the content of exactly the shards this run reads (the first n images of each input):
     # a checkpoint of a run on other content (an upstream parameter changed) is not resumed
-    data_digest = manifests_digest({
-        name: list(getattr(inputs, name, []))[:-(-int(n_val if name == "val" else n_images) // shard_size)]
-        for name in ("data", "parse", "rewrite", "inpaint", "filter", "val")})
+    def used_manifests(name: str) -> list[str]:
+        """The manifests of the shards holding the first n images of one input."""
+        n = int(n_val if name == "val" else n_images)
+        return list(getattr(inputs, name, []))[:-(-n // shard_size)]
+
+    data_digest = manifests_digest({name: used_manifests(name) for name in ("data", "parse", "rewrite", "inpaint", "filter", "val")})
     val = None
     if n_val:
         _, preprocess, tokenizer = create_model(model["name"], None)
@@ -102,6 +105,6 @@ def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, o
         else:
             print(f"validation slice: all {n_val} images were skipped at download; training runs without validation")
     # the originals alone key NegCLIP's neighbour table, shared by the methods that use it
-    originals_digest = manifests_digest({"data": list(inputs.data)[:-(-int(n_images) // shard_size)]})
+    originals_digest = manifests_digest({"data": used_manifests("data")})
     return train_loop(config, method, seed, data, out_dir, val=val, neighbour_cache=neighbour_cache,
                       data_digest=data_digest, originals_digest=originals_digest)

@@ -99,11 +99,14 @@ def image_loader(images: ImageFiles, batches, workers: int, device: torch.device
     )
 
 
+def chunks_of(n: int, size: int = 256) -> list[range]:
+    """Consecutive index ranges of at most ``size`` covering 0..n-1: a batch_sampler for reading a table."""
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
+
+
 def load_images(files: list[str], preprocess, workers: int = 0) -> torch.Tensor:
     """Every file preprocessed into one tensor: for small sets (the validation slice)."""
-    table = ImageFiles(files, preprocess)
-    chunks = [range(start, min(start + 256, len(files))) for start in range(0, len(files), 256)]
-    loader = image_loader(table, chunks, workers, torch.device("cpu"))
+    loader = image_loader(ImageFiles(files, preprocess), chunks_of(len(files)), workers, torch.device("cpu"))
     return torch.cat(list(tqdm(loader, desc="load images", mininterval=10)))
 
 
@@ -114,12 +117,11 @@ def neighbour_features(data: TrainData, preprocess, config: dict, model, workers
     if source not in ("pixels", "initial"):
         raise ValueError(f"train.negclip.neighbour_model: unknown {source!r}; use 'pixels' or 'initial'")
     originals = ImageFiles([data.image_files[sample.image] for sample in data.samples], preprocess)
-    chunks = [range(start, min(start + 256, len(originals))) for start in range(0, len(originals), 256)]
     features = []
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for pixels in tqdm(image_loader(originals, chunks, workers, device), desc="neighbour features", mininterval=10):
+        for pixels in tqdm(image_loader(originals, chunks_of(len(originals)), workers, device), desc="neighbour features", mininterval=10):
             if source == "pixels":
                 # the synthetic world has no pretrained model: 16x16 colour thumbnails stand in
                 features.append(torch.nn.functional.adaptive_avg_pool2d(pixels, 16).flatten(1))
