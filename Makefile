@@ -1,5 +1,6 @@
 # make demo: install into .venv and run the embedded default, ending with the report.
 # make test: install the same way and run the tests.
+# make lint: snakemake --lint, snakefmt --check and ruff check (each fails on a finding).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,8 +33,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# the workflow's lints, the .smk/Snakefile format and the Python lints: each fails on a finding
 lint: install
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
+	$(BIN)/ruff check .
 
 rulegraph: install
 	$(BIN)/snakemake --rulegraph --forceall

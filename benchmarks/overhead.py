@@ -211,9 +211,9 @@ class Shard:
 
     def kernel_rewrite(self):
         from dualclip.detect import detected_indices
-        from dualclip.subsets import nonempty_subsets
         from dualclip.parse import Component
         from dualclip.rewrite import get_rewriter
+        from dualclip.subsets import nonempty_subsets
 
         rewriter = get_rewriter(self.config["rewrite"])
         cases = []
@@ -228,11 +228,13 @@ class Shard:
 
     def train_job(self, steps: int, method: str = "ours") -> tuple[float, int]:
         """CPU seconds of scripts/train.py for ``steps`` batches, and the steps it made."""
+        from dualclip.train.methods import get_method
+
         train = {key: value for key, value in self.config["train"].items()
                  if key not in ("methods", "seeds", "data_sizes", "zeroshot", "checkpoint_every", "loader_workers")}
         train.update(compute="equal_compute", budget_images=steps * int(train["batch_images"]))
         train.pop("epochs", None)
-        if method not in ("negclip", "ours+negclip"):
+        if not get_method(method).uses_neighbours:
             train.pop("negclip", None)
         out = self.root / "train" / method / f"n{self.n_images}" / "seed0"
         inputs = {"data": [self.manifest("download")], "val": [], "parse": [self.manifest("parse")],
@@ -252,8 +254,14 @@ class Shard:
         from dualclip.train.batches import build_train_data
         from dualclip.train.distributed import Context
         from dualclip.train.loss import DualContrastiveLoss
-        from dualclip.train.trainer import (autocast_factory, initial_model, iterate_plan, load_images, make_optimizer,
-                                            training_step)
+        from dualclip.train.trainer import (
+            autocast_factory,
+            initial_model,
+            iterate_plan,
+            load_images,
+            make_optimizer,
+            training_step,
+        )
 
         records = assemble_records(self.files("download", "{slot}.png"), self.files("download", "{slot}.json"),
                                    self.files("parse", "{slot}.json"), self.files("rewrite", "{slot}.json"),

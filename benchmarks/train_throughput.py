@@ -20,18 +20,25 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
 from dualclip.io import code_version
 from dualclip.train import assemble_records
+from dualclip.train.batches import build_train_data
 from dualclip.train.distributed import Context
-from dualclip.train.batches import METHODS, build_train_data
-from dualclip.train.loss import DualContrastiveLoss
+from dualclip.train.methods import METHODS
 from dualclip.train.models import create_model
-from dualclip.train.trainer import (autocast_factory, compute_neighbours, iterate_plan, load_images, make_optimizer,
-                                    training_step, uses_amp)
+from dualclip.train.trainer import (
+    autocast_factory,
+    compute_neighbours,
+    iterate_plan,
+    load_images,
+    make_loss,
+    make_optimizer,
+    training_step,
+    uses_amp,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,7 +98,7 @@ def main() -> None:
             if step >= args.warmup + args.steps:
                 break
             # preloaded images: this measures the step, not the reading
-            losses = training_step(model, DualContrastiveLoss(), tokenizer, images[batch.images], batch, context, autocast)
+            losses = training_step(model, make_loss(method, config["train"]), tokenizer, images[batch.images], batch, context, autocast)
             optimizer.zero_grad()
             losses["loss"].backward()
             optimizer.step()

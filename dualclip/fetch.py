@@ -12,11 +12,12 @@ the project's atomic writer).
   and its lock entry removed, so running again really downloads it again -- an HTML
   error page never becomes "the" checksum that the real file then mismatches.
 * :func:`download_and_extract` is :func:`download` with extraction as the validation.
-* :func:`safe_extract` unpacks zip and tar archives after checking every member: no
-  absolute paths, no ``..`` escaping the target folder, no links pointing outside it, no
-  device files. Nothing is extracted if any member is unsafe. Tar archives go through
-  the standard library's ``filter="data"``. A damaged archive (truncated, bad CRC)
-  raises :class:`CorruptArchiveError` naming the file.
+* :func:`safe_extract` unpacks zip and tar archives after checking every member; nothing
+  is extracted if any member is unsafe. Tar members go through the standard library's
+  ``filter="data"`` (no path or link outside the target, no device files); zip members
+  are written here (atomically, so a bad CRC leaves no file), after refusing absolute
+  paths and ``..`` escaping the target. Symbolic links may only point downwards. A damaged
+  archive (truncated, bad CRC) raises :class:`CorruptArchiveError` naming the file.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
-import json
 import logging
 import lzma
 import os
@@ -40,7 +40,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from dualclip.io import _atomic_write  # unique temporary name, umask mode, rename
+from dualclip.io import atomic_write, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +82,17 @@ def _read_lock(lock_file: Path) -> dict:
     if not lock_file.exists():
         return {}
     try:
-        with open(lock_file, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise FetchError(f"checksum lock file {lock_file} is not valid JSON ({e}); fix or "
-                         f"delete it (deleting re-records checksums on the next download)") from e
+        data = read_json(lock_file, "checksum lock file",
+                         "fix or delete it (deleting re-records checksums on the next download)")
+    except ValueError as e:
+        raise FetchError(str(e)) from e
     if not isinstance(data, dict):
         raise FetchError(f"checksum lock file {lock_file} should hold a JSON object; fix or delete it")
     return data
 
 
 def _write_lock(lock_file: Path, data: dict) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    _atomic_write(lock_file, lambda handle: handle.write(text.encode("utf-8")))
+    write_json(lock_file, data, indent=2, sort_keys=True)
 
 
 def _lock_key(url: str) -> str:
@@ -352,7 +350,8 @@ def download_and_extract(
 
 # --------------------------------------------------------------------------- extraction
 
-def _check_member_path(archive: Path, name: str, target: Path) -> Path:
+def _zip_member_path(archive: Path, name: str, target: Path) -> Path:
+    """Where a zip member goes; absolute paths and paths leaving ``target`` are refused."""
     pure = PurePosixPath(name.replace("\\", "/"))
     if pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
         raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path; refusing "
@@ -365,18 +364,15 @@ def _check_member_path(archive: Path, name: str, target: Path) -> Path:
     return dest
 
 
-def _check_link(archive: Path, name: str, link: str, target: Path, hard: bool) -> None:
-    """Links must stay inside ``target``. Symbolic links may only point downwards from
-    their folder (relative, no ``..``): then no chain of links can lead outside, whatever
-    order the members are written in (stricter than tarfile's ``data`` filter, which
-    resolves each link against what is on disk when it is checked)."""
+def _check_symlink(archive: Path, name: str, link: str, target: Path) -> None:
+    """Symbolic links may only point downwards from their folder (relative, no ``..``): then
+    no chain of links can lead outside, whatever order the members are written in. tarfile's
+    ``data`` filter resolves each link against what is on disk when it is checked, and
+    crafted chains of ``..`` links got past it before Python 3.11.13 (CVE-2025-4517)."""
     pure = PurePosixPath(link.replace("\\", "/"))
     if pure.is_absolute() or (len(link) > 1 and link[1] == ":"):
         raise UnsafeArchiveError(f"{archive}: member {name!r} links to absolute path "
                                  f"{link!r}; refusing to extract this archive")
-    if hard:
-        _check_member_path(archive, link, target)
-        return
     if ".." in pure.parts:
         raise UnsafeArchiveError(f"{archive}: member {name!r} is a symbolic link to {link!r}, "
                                  f"which goes up with '..' and may point outside {target}; "
@@ -423,12 +419,11 @@ def _extract_zip(archive: Path, target: Path) -> list[Path]:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         for info in infos:
-            _check_member_path(archive, info.filename, target)
+            _zip_member_path(archive, info.filename, target)
             if _zip_is_symlink(info):
-                _check_link(archive, info.filename, zf.read(info).decode("utf-8", "replace"),
-                            target, hard=False)
+                _check_symlink(archive, info.filename, zf.read(info).decode("utf-8", "replace"), target)
         for info in infos:
-            dest = _check_member_path(archive, info.filename, target)
+            dest = _zip_member_path(archive, info.filename, target)
             if info.is_dir():
                 dest.mkdir(parents=True, exist_ok=True)
                 continue
@@ -442,7 +437,7 @@ def _extract_zip(archive: Path, target: Path) -> list[Path]:
             # The CRC is checked when the member has been read to its end: the atomic
             # write keeps a damaged member from appearing under its real name.
             with zf.open(info) as member:
-                _atomic_write(dest, lambda handle: shutil.copyfileobj(member, handle, CHUNK))
+                atomic_write(dest, lambda handle: shutil.copyfileobj(member, handle, CHUNK))
             out.append(dest)
     return out
 
@@ -451,12 +446,12 @@ def _extract_tar(archive: Path, target: Path) -> list[Path]:
     with tarfile.open(archive) as tf:
         # getmembers reads the whole archive, so a truncated one fails here, before any write.
         members = tf.getmembers()
-        for m in members:
-            _check_member_path(archive, m.name, target)
-            if m.issym() or m.islnk():
-                _check_link(archive, m.name, m.linkname, target, hard=m.islnk())
-            try:  # checked for every member first: all or nothing
-                tarfile.data_filter(m, str(target))
+        filtered = []
+        for m in members:  # checked for every member first: all or nothing
+            if m.issym():
+                _check_symlink(archive, m.name, m.linkname, target)
+            try:
+                filtered.append(tarfile.data_filter(m, str(target)))
             except tarfile.FilterError as e:
                 raise UnsafeArchiveError(f"{archive}: member {e}; refusing to extract this "
                                          f"archive (get it from a trusted source)") from e
@@ -465,4 +460,4 @@ def _extract_tar(archive: Path, target: Path) -> list[Path]:
         except tarfile.FilterError as e:
             raise UnsafeArchiveError(f"{archive}: member {e}; refusing to extract the rest of "
                                      f"this archive (get it from a trusted source)") from e
-    return [target / os.path.normpath(m.name) for m in members if not m.isdir()]
+    return [target / os.path.normpath(m.name) for m in filtered if not m.isdir()]

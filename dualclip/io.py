@@ -1,25 +1,30 @@
-"""Atomic file writes and the per-image file layout shared by every stage.
+"""Atomic file writes, the JSON reader and the per-image file layout shared by every stage.
 
 Every stage writes one file per image (or per image and subset). Writes go to a
 temporary file in the same folder and are renamed into place, so a killed run never
 leaves a half-written file that a resumed run would trust. The temporary name is unique
 (mkstemp), so two processes writing the same file never share one, and the file gets
 the mode the process umask gives a plain ``open`` (mkstemp's 0600 would hide results
-from collaborators on a shared project folder).
+from collaborators on a shared project folder). Every writer of the project goes through
+:func:`atomic_write`; every JSON file is read by :func:`read_json`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from PIL import Image
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and PIL are imported where they are used: the DAG build (dualclip.workflow and
+# dualclip.preflight, at every snakemake invocation) reads JSON through this module.
 
 
 def _read_umask() -> int:
@@ -59,20 +64,34 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         raise
 
 
-_atomic_write = atomic_write  # the name other modules import
+def copy_file(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Copy ``source`` to ``path`` atomically (readers never see a partial copy)."""
+    with open(source, "rb") as source_handle:
+        atomic_write(path, lambda handle: shutil.copyfileobj(source_handle, handle, 1 << 20))
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    data = json.dumps(obj, indent=1, sort_keys=False, default=_json_default).encode()
-    _atomic_write(path, lambda handle: handle.write(data + b"\n"))
+def write_json(path: str | os.PathLike, obj: Any, indent: int = 1, sort_keys: bool = False) -> None:
+    data = json.dumps(obj, indent=indent, sort_keys=sort_keys, default=_json_default).encode()
+    atomic_write(path, lambda handle: handle.write(data + b"\n"))
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as handle:
-        return json.load(handle)
+def read_json(path: str | os.PathLike, what: str = "JSON file", fix: str = "write or download it again") -> Any:
+    """The parsed JSON file ``path``. A missing file raises FileNotFoundError, one that is not
+    JSON (truncated, an HTML error page) ValueError; both name the file, ``what`` it is and
+    the ``fix``."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path} not found; {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{what} {path} is not valid JSON ({error}); the file is probably truncated "
+                         f"or corrupted: {fix}") from error
 
 
 def _json_default(value):
+    import numpy as np
+
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
@@ -86,28 +105,43 @@ def _json_default(value):
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write an HxWx3 uint8 RGB image or an HxW uint8 label map as PNG, atomically."""
+    import numpy as np
+    from PIL import Image
+
     image = Image.fromarray(np.ascontiguousarray(array))
-    _atomic_write(path, lambda handle: image.save(handle, format="PNG"))
+    atomic_write(path, lambda handle: image.save(handle, format="PNG"))
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    import numpy as np
+    from PIL import Image
+
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    import numpy as np
+    from PIL import Image
+
     with Image.open(path) as image:
         return np.asarray(image)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    _atomic_write(path, lambda handle: handle.write(text.encode()))
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def masks_to_bits(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """Pack up to 8 boolean masks into one uint8 image: bit i is mask i (overlaps allowed)."""
     if len(masks) > 8:
         raise ValueError(f"at most 8 component masks fit a uint8 bit mask, got {len(masks)}")
+    import numpy as np
+
     bits = np.zeros(shape, dtype=np.uint8)
     for index, mask in enumerate(masks):
         bits |= (mask.astype(bool).astype(np.uint8) << index)

@@ -46,6 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+from dualclip.registry import Settings
+from dualclip.runtime import resolve_device
+
 Conversation = list[dict[str, str]]
 
 # A real chat tokenizer has tens of thousands of tokens. Far fewer means the tokenizer
@@ -266,16 +269,6 @@ def generate_validated(
 # --------------------------------------------------------------------------- the model
 
 
-def resolve_device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available; set device: auto or cpu")
-    return str(device)
-
-
 def resolve_dtype(dtype: str | None, device: str):
     """'auto': bfloat16 on a GPU that supports it, else float16 on CUDA, float32 on CPU."""
     import torch
@@ -290,6 +283,18 @@ def resolve_dtype(dtype: str | None, device: str):
         raise ValueError(f"dtype {dtype!r} unknown; use auto, float32, float16 or bfloat16") from None
 
 
+@dataclass(frozen=True, kw_only=True)
+class LLMSettings(Settings):
+    """The keys of a chat LM (the llm backends of parse and rewrite): ``ChatLM``'s arguments."""
+
+    model: str = ""  # a local folder or a hub id in the local cache (ChatLM refuses an empty one)
+    device: str = "auto"
+    dtype: str = "auto"  # bfloat16/float16 on CUDA, float32 on CPU
+    max_new_tokens: int = 256
+    batch_size: int = 8  # prompts per generate() call
+    chat_template: str | None = None  # a Jinja file replacing the tokenizer's template
+
+
 class ChatLM:
     """A causal chat LM generating greedily (deterministic) in batches.
 
@@ -300,11 +305,11 @@ class ChatLM:
     def __init__(
         self,
         model: str,
-        device: str = "auto",
-        dtype: str = "auto",
-        max_new_tokens: int = 256,
-        batch_size: int = 8,
-        chat_template: str | None = None,
+        device: str = LLMSettings.device,
+        dtype: str = LLMSettings.dtype,
+        max_new_tokens: int = LLMSettings.max_new_tokens,
+        batch_size: int = LLMSettings.batch_size,
+        chat_template: str | None = LLMSettings.chat_template,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -312,7 +317,7 @@ class ChatLM:
         if not model:
             raise ValueError("LLM 'model' is empty; set it to a local model folder (e.g. models/Qwen2.5-1.5B-Instruct)")
         self.model_name = str(model)
-        self.device = resolve_device(device)
+        self.device = str(resolve_device(device))
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = max(1, int(batch_size))
         source = str(resolve_path(model)) if resolve_path(model).exists() else str(model)
@@ -354,14 +359,9 @@ class ChatLM:
 
     @classmethod
     def from_config(cls, config: dict) -> "ChatLM":
-        return cls(
-            model=config.get("model", ""),
-            device=config.get("device", "auto"),
-            dtype=config.get("dtype", "auto"),
-            max_new_tokens=config.get("max_new_tokens", 256),
-            batch_size=config.get("batch_size", 8),
-            chat_template=config.get("chat_template"),
-        )
+        """The LM of an llm backend's config section (its other keys are the backend's)."""
+        settings = LLMSettings.from_config(config, "llm")
+        return cls(**{name: getattr(settings, name) for name in LLMSettings.config_keys()})
 
     def render(self, conversation: Conversation) -> str:
         return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)

@@ -37,11 +37,12 @@ well-formed and reproducible:
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+from dualclip.runtime import stable_seed_blake2b
 
 __all__ = [
     "SWAP_TYPES",
@@ -49,7 +50,6 @@ __all__ = [
     "SwapNegativeGenerator",
     "swap_spans",
     "detokenize",
-    "caption_seed",
 ]
 
 SWAP_TYPES: tuple[str, ...] = ("noun_chunk", "verb_phrase", "NN", "NNS", "ADV", "ADJ")
@@ -136,14 +136,6 @@ def _normalise(text: str) -> str:
     return " ".join(_SAME_STRIP.sub("", text).split()).lower()
 
 
-def caption_seed(caption: str, seed: int = 0) -> int:
-    """Stable 64-bit seed for one caption (independent of PYTHONHASHSEED)."""
-    digest = hashlib.blake2b(
-        f"{int(seed)}\x00{caption}".encode("utf-8"), digest_size=8
-    ).digest()
-    return int.from_bytes(digest, "big")
-
-
 class SwapNegativeGenerator:
     """Generate NegCLIP swap hard negatives for captions.
 
@@ -194,7 +186,7 @@ class SwapNegativeGenerator:
         from spacy.util import filter_spans
 
         source = doc.text
-        rng = random.Random(caption_seed(source, self.seed))
+        rng = random.Random(stable_seed_blake2b(self.seed, source))  # per caption: batching changes nothing
         tokens: list[Token] = [(t.text, t.whitespace_) for t in doc]
         out: list[HardNegative] = []
 

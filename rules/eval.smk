@@ -51,3 +51,61 @@ rule eval_synthetic:
         device=config["device"],
     script:
         "../scripts/eval.py"
+
+
+rule eval_classification:
+    """Zero-shot classification of one run (ImageNet-1k val, CIFAR-10/100 test; a dataset
+    that is not there is skipped and listed): what a fine-tune costs on recognition."""
+    input:
+        model=f"{RESULTS}/train/{{method}}/n{{n}}/seed{{seed}}/model.pt",
+    output:
+        scores=f"{RESULTS}/eval/{{method}}/n{{n}}/seed{{seed}}/classification.csv",
+        per_item=f"{RESULTS}/eval/{{method}}/n{{n}}/seed{{seed}}/classification_items.csv",
+        skips=f"{RESULTS}/eval/{{method}}/n{{n}}/seed{{seed}}/classification_skips.csv",
+    log:
+        f"{RESULTS}/logs/eval_classification/{{method}}/n{{n}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval_classification/{{method}}/n{{n}}/seed{{seed}}.tsv"
+    conda:
+        ENV
+    threads: 4  # image decoding workers; capped at --cores by Snakemake
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        datasets=config.get("zeroshot_classification") or {},
+        device=config["device"],
+        batch_size=config["eval"]["batch_size"],
+    script:
+        "../scripts/eval_classification.py"
+
+
+rule eval_manifold:
+    """Do dual images lie near the data manifold? The baseline of the first seed (it never
+    saw a dual) embeds the first eval.manifold_images training originals and their duals:
+    Fréchet distance, a dual-vs-original probe and the cosine distance, per inpaint
+    backend and |S|."""
+    input:
+        model=f"{RESULTS}/train/baseline/n{config['dataset']['n_train']}/seed{config['train']['seeds'][0]}/model.pt",
+        data=manifests("data", "train", manifold_images()),
+        inpaint=manifests("inpaint", "train", manifold_images()),
+    output:
+        table=f"{RESULTS}/eval/manifold.csv",
+    log:
+        f"{RESULTS}/logs/eval/manifold.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval/manifold.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        n_images=manifold_images(),
+        shard_size=SHARD_SIZE,
+        seed=config["eval"]["seed"],
+        device=config["device"],
+        batch_size=config["eval"]["batch_size"],
+    script:
+        "../scripts/eval_manifold.py"

@@ -1,10 +1,13 @@
 rule filter:
-    """Re-detect on every dual image: accept it only if the removed components are gone and the kept ones remain."""
+    """Re-detect on every dual image: accept it only if the removed components are gone and the kept ones remain
+    (and, with filter.clip, only if CLIP finds it closer to its dual text than to the caption).
+    """
     input:
         data=shard_manifest("data"),
         parse=shard_manifest("parse"),
         detect=shard_manifest("detect"),
         inpaint=shard_manifest("inpaint"),
+        rewrite=shard_manifest("rewrite") if clip_filter_enabled() else [],
     output:
         manifest=f"{RESULTS}/filter/{{split}}/{{shard}}/manifest.json",
     log:
@@ -22,7 +25,7 @@ rule filter:
     params:
         shard_size=SHARD_SIZE,
         n_images=shard_image_count,
-        filter=config["filter"],
+        filter=filter_settings(),
         device=config["device"],
     script:
         "../scripts/filter.py"

@@ -1,11 +1,16 @@
 rule report:
-    """The ablation report: results table, a bar chart per suite, training curves, dual gallery."""
+    """The ablation report: findings, data funnel and compact table first; results table, a bar chart per suite,
+    training curves, dual gallery.
+    """
     input:
         scores=eval_outputs() + benchmark_eval_outputs(),
         summaries=train_summaries(),
         train_logs=train_logs(),
         suites=lambda w: [f"{RESULTS}/eval/suites.json"] if synthetic_suites() else [],
         gallery=gallery_inputs(),
+        funnel=funnel_inputs(),
+        manifold=manifold_outputs(),
+        template=report_template(),
     output:
         html=report(
             f"{RESULTS}/report/report.html",
@@ -52,5 +57,7 @@ rule report:
         runtime=10,
     params:
         config=config,
+        # every planned run: one without scores is listed on the first screen, not dropped
+        runs=[list(run) for run in training_runs()],
     script:
         "../scripts/report.py"

@@ -11,4 +11,8 @@ write_report(
     summary_files=list(snakemake.input.summaries),
     log_files=list(snakemake.input.train_logs),
     outputs=snakemake.output,
+    funnel_manifests=list(snakemake.input.funnel),
+    expected_runs=snakemake.params.runs,
+    template=snakemake.input.template,
+    manifold_files=list(snakemake.input.manifold),
 )

@@ -1,7 +1,13 @@
-"""Shared test set-up."""
+"""Shared test set-up; the helpers several test modules use are in helpers.py."""
+
+import sys
+from pathlib import Path
 
 import PIL.Image
 import pytest
+
+# ``from helpers import ...`` from every test folder, whatever pytest's import mode
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _PIL_OPEN = PIL.Image.open
 

@@ -12,7 +12,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -27,10 +26,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from dualclip.benchmarks import stage  # noqa: E402
 from dualclip.fetch import ChecksumMismatchError, FetchError  # noqa: E402
+from helpers import needs_shared_benchmarks, nonempty, shared_benchmarks_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures" / "benchmarks"
-SHARED = REPO.parent / "shared" / "benchmarks"
+SHARED = shared_benchmarks_dir()
 VGR = FIX / "aro" / "visual_genome_relation.sample_first43.json"
 VGA = FIX / "aro" / "visual_genome_attribution.handmade.json"
 KARPATHY = FIX / "karpathy" / "coco_karpathy_test.handmade.json"
@@ -89,7 +89,7 @@ def test_prepare_local_folder_records_checksums_and_skips_pieces_without_images(
     assert ready["annotations_from"] == str((FIX / "sugarcrepe").resolve())
     files = {f["file"]: f for f in ready["files"]}
     assert sorted(files) == sorted(p.name for p in (FIX / "sugarcrepe").glob("*.json"))
-    for name, rec in files.items():
+    for name, rec in nonempty(files.items(), "annotation files in ready.json"):
         assert rec["sha256"] == sha256(FIX / "sugarcrepe" / name)  # recorded
         assert Path(rec["path"]).read_bytes() == (FIX / "sugarcrepe" / name).read_bytes()  # copied
         assert rec["pinned_sha256"] == stage.pinned_sha256("sugarcrepe", name) != rec["sha256"]  # excerpt
@@ -122,6 +122,33 @@ def test_prepare_valse_pieces_without_an_image_folder_are_skipped_with_reason(tm
         stage.prepare("valse", config, tmp_path / "out")
 
 
+def test_valse_coreference_standard_finds_its_images_in_train2014_and_val2014(tmp_path):
+    """VisDial v1.0 train is COCO train2014 + val2014: the piece looks in the folders of both
+    visdial_train and coco2014_val; with train2014 alone its val2014 items are listed as skipped."""
+    valid = [r["image_file"] for r in records(FIX / "valse" / "coreference-standard.json") if r["mturk"]["caption"] >= 2]
+    train, val = [n for n in valid if "train2014" in n], [n for n in valid if "val2014" in n]
+    assert train and val
+    write_images(tmp_path / "train2014", train)
+    write_images(tmp_path / "val2014", val)
+    images = {"visdial_train": str(tmp_path / "train2014"), "coco2014_val": str(tmp_path / "val2014")}
+    config = config_for(tmp_path, valse={"annotations": str(FIX / "valse"), "images": images,
+                                         "verify_checksums": False, "pieces": ["coreference-standard"]})
+    ready = stage.prepare("valse", config, tmp_path / "out")
+    (piece,) = ready["pieces"]
+    assert piece["status"] == "ready" and piece["n_images_found"] == piece["n_images"] == len(set(valid))
+    assert piece["folders"] == [images["visdial_train"], images["coco2014_val"]]
+    loaded = stage.load_items("valse", ready)
+    assert sorted(it.image_path.parent.name for it in loaded.items) == sorted(
+        ["train2014"] * len(train) + ["val2014"] * len(val))
+    assert not loaded.skipped_items
+    del config["benchmarks"]["valse"]["images"]["coco2014_val"]
+    ready = stage.prepare("valse", config, tmp_path / "out")
+    (piece,) = ready["pieces"]
+    assert piece["status"] == "partial" and piece["n_images_found"] == len(set(train))
+    loaded = stage.load_items("valse", ready)
+    assert len(loaded.items) == len(train) and [s.image_path.endswith(val[0]) for s in loaded.skipped_items] == [True]
+
+
 def test_wrong_pinned_checksum_fails_with_a_clear_message(tmp_path):
     config = config_for(tmp_path, sugarcrepe={"annotations": str(FIX / "sugarcrepe")})
     with pytest.raises(ChecksumMismatchError) as err:
@@ -135,13 +162,12 @@ def test_wrong_pinned_checksum_fails_with_a_clear_message(tmp_path):
     assert not (tmp_path / "out" / "ready.json").exists()
 
 
+@needs_shared_benchmarks()
 def test_pins_are_the_shared_checksums_and_the_official_files_pass(tmp_path):
     sums = SHARED / "SHA256SUMS.txt"
-    if not sums.exists():
-        pytest.skip("shared benchmark folder not present")
     listed = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
     for benchmark in ("sugarcrepe", "valse"):
-        for name, digest in stage.pinned_checksums()[benchmark]["files"].items():
+        for name, digest in nonempty(stage.pinned_checksums()[benchmark]["files"].items(), f"{benchmark} pins"):
             assert listed[f"./{benchmark}/{name}"] == digest
     ready = stage.prepare("sugarcrepe", config_for(tmp_path, sugarcrepe={"annotations": str(SHARED / "sugarcrepe")}),
                           tmp_path / "out")
@@ -268,7 +294,7 @@ def _evaluate(tmp_path, model_file, benchmark, settings):
     items = pd.read_csv(tmp_path / "eval" / f"{benchmark}_items.csv")
     skips = pd.read_csv(tmp_path / "eval" / f"{benchmark}_skips.csv")
     assert list(scores.columns) == ["method", "n_train", "seed", "benchmark", "suite", "metric", "value",
-                                    "n_items", "code_version"]
+                                    "n_items", "code_version", "n_items_total", "incomplete"]
     if len(scores):
         assert (scores.method == "ours").all() and (scores.n_train == 24).all() and (scores.seed == 3).all()
         assert (scores.code_version == "test-version").all() and (scores.benchmark == benchmark).all()
@@ -311,8 +337,9 @@ def test_eval_valse_valid_items_of_pieces_with_images(tmp_path, model_file):
     settings = {"annotations": str(FIX / "valse"), "verify_checksums": False,
                 "images": {"visual7w": str(tmp_path / "v7w"), "coco2017_val": str(tmp_path / "val2017")}}
     scores, items, skips = _evaluate(tmp_path, model_file, "valse", settings)
-    per_piece = scores[scores.suite != "mean_partial"]
-    assert sorted(per_piece.suite) == sorted(names) and (per_piece.metric == "acc_r").all()
+    assert set(scores.metric) == {"acc_r", "blind_acc_r", "length_acc_r"}  # official + text-only baselines
+    per_piece = scores[(scores.suite != "mean_partial") & (scores.metric == "acc_r")]
+    assert sorted(per_piece.suite) == sorted(names)
     assert (per_piece.n_items == 3).all()  # 3 valid items of 5 per piece
     assert _value(scores, "mean_partial", "acc_r").n_items == 18 and len(items) == 18 and items.valid.all()
     assert sorted(skips.suite) == sorted(["action-replacement", "actant-swap", "coreference-standard",
@@ -326,8 +353,11 @@ def test_eval_aro_vg(tmp_path, model_file, benchmark, annotation, n_items):
     scores, items, skips = _evaluate(tmp_path, model_file, benchmark,
                                      {"annotations": str(annotation), "images": str(tmp_path / "vg")})
     assert _value(scores, "micro", "accuracy").n_items == n_items and len(items) == n_items and skips.empty
-    groups = scores[~scores.suite.isin(["micro", "macro"])]
+    official = scores[~scores.metric.str.startswith(("blind_", "length_"))]
+    groups = official[~official.suite.isin(["micro", "macro"])]
     assert groups.n_items.sum() == n_items
+    assert _value(scores, "micro", "blind_accuracy").n_items == _value(scores, "micro", "length_accuracy").n_items == n_items
+    assert not scores.incomplete.any()
 
 
 def test_eval_coco_order_and_retrieval(tmp_path, model_file):
@@ -335,7 +365,8 @@ def test_eval_coco_order_and_retrieval(tmp_path, model_file):
     write_images(tmp_path / "coco", [e["image"] for e in entries])
     scores, items, skips = _evaluate(tmp_path, model_file, "coco_order",
                                      {"annotations": str(KARPATHY), "images": str(tmp_path / "coco")})
-    assert {(s, m) for s, m in zip(scores.suite, scores.metric)} == {("test", "accuracy"), ("test", "accuracy_strict")}
+    assert {(s, m) for s, m in zip(scores.suite, scores.metric)} == {
+        ("test", m) for m in ("accuracy", "accuracy_strict", "blind_accuracy", "blind_accuracy_strict", "length_accuracy")}
     assert (scores.n_items == 15).all() and len(items) == 15 and (items.n_negatives == 4).all()
     (tmp_path / "coco" / entries[1]["image"]).unlink()
     scores, items, skips = _evaluate(tmp_path / "r", model_file, "coco_retrieval",
@@ -347,6 +378,7 @@ def test_eval_coco_order_and_retrieval(tmp_path, model_file):
     t2i = items[items.direction == "t2i"]
     assert _value(scores, "karpathy_test", "t2i_R@1").value == pytest.approx((t2i["rank"] == 0).mean() * 100)
     assert list(skips.level) == ["item"] and skips.image_path.iloc[0].endswith(entries[1]["image"])
+    assert scores.incomplete.all()  # an image is missing: no row claims the whole test set
 
 
 def test_eval_with_every_piece_skipped_writes_empty_scores(tmp_path, model_file):

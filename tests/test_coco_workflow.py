@@ -31,7 +31,16 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "backends"))
-from tiny_models import build_tiny_lm, build_tiny_sd, build_tiny_yolo, coco_class_names, offline_environment  # noqa: E402
+from helpers import nonempty  # noqa: E402
+from tiny_models import (  # noqa: E402
+    build_tiny_lm,
+    build_tiny_owlv2,
+    build_tiny_sam,
+    build_tiny_sd,
+    build_tiny_yolo,
+    coco_class_names,
+    offline_environment,
+)
 
 offline_environment()
 
@@ -110,8 +119,8 @@ def sugarcrepe_images(folder: Path) -> int:
     from PIL import Image
 
     folder.mkdir(parents=True)
-    names = sorted({record["filename"] for path in SUGARCREPE.glob("*.json")
-                    for record in json.loads(path.read_text()).values()})
+    names = nonempty(sorted({record["filename"] for path in SUGARCREPE.glob("*.json")
+                             for record in json.loads(path.read_text()).values()}), f"SugarCrepe images in {SUGARCREPE}")
     for number, name in enumerate(names):
         Image.new("RGB", (40, 32), (number * 37 % 256, number * 91 % 256, 128)).save(folder / name, format="JPEG")
     return len(names)
@@ -299,3 +308,93 @@ def test_coco_prompt_inputs_resolve_outside_the_repo(tmp_path):
     result = snakemake(work, [*CONFIGS, tmp_path / "no_benchmarks.yaml", tmp_path / "small.yaml"], "-n",
                        timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+# ------------------------------------------------------------------ config/coco_open.yaml's backends (issue 16)
+
+# The same tiny COCO fixture, LM and inpainting pipeline, plus a tiny OWLv2 (tokenizer merges
+# trained here) and a tiny SAM loaded from their folders: open-vocabulary parse (the random LM's
+# answers are invalid, so spaCy parses with the open vocabulary), OWLv2 boxes + SAM masks, and the
+# filter re-detecting with OWLv2 and checking each dual with CLIP. Random weights make the verdicts
+# meaningless: the tests check that every stage ran with the open backends and the records agree.
+
+OPEN_CONFIGS = [*CONFIGS, REPO / "config" / "coco_open.yaml"]
+
+
+@pytest.fixture(scope="module")
+def coco_open_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("coco-open-workflow")
+    lm = build_tiny_lm(tmp / "models" / "tiny-lm")
+    owlv2 = build_tiny_owlv2(tmp / "models" / "tiny-owlv2")
+    sam = build_tiny_sam(tmp / "models" / "tiny-sam")
+    sd = build_tiny_sd(tmp / "models" / "tiny-sd")
+    make_tiny_coco(tmp / "coco")
+    sugarcrepe_images(tmp / "sugarcrepe-images")
+    (tmp / "no_benchmarks.yaml").write_text(yaml.safe_dump({"benchmarks": {name: False for name in OFFLINE_LEFT_OUT}}))
+    settings = overlay(lm, owlv2, sd, tmp / "coco", tmp / "sugarcrepe-images")  # owlv2 stands where YOLO stood
+    settings["parse"]["prompt"] = str(REPO / "config" / "prompts" / "parse_open.txt")
+    settings["detect"] = {"model": str(owlv2), "sam_model": str(sam), "conf": 0.0, "max_instances": 2}
+    settings["filter"] = {"detector": {"backend": "owlv2", "model": str(owlv2), "conf": 0.0, "max_instances": 2}}
+    (tmp / "overlay.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    configs = [*OPEN_CONFIGS, tmp / "no_benchmarks.yaml", tmp / "overlay.yaml"]
+    work = tmp / "work"
+    started = time.time()
+    result = snakemake(work, configs)
+    print(f"coco open-vocabulary workflow: {time.time() - started:.0f} s")
+    assert result.returncode == 0, failure(result, work)
+    return work, configs
+
+
+@pytest.mark.slow
+def test_coco_open_workflow_runs_to_the_report(coco_open_run):
+    work, _ = coco_open_run
+    results = work / "results"
+    assert "sugarcrepe" in (results / "report" / "scores.csv").read_text()
+    for method in ("baseline", "ours"):
+        assert (results / "eval" / method / f"n{N_TRAIN}" / "seed0" / "sugarcrepe.csv").is_file()
+
+
+@pytest.mark.slow
+def test_coco_open_records_use_the_open_vocabulary_backends(coco_open_run):
+    work, _ = coco_open_run
+    results = work / "results"
+    n_duals = n_decided = 0
+    rejected = {"redetect": 0, "clip": 0}
+    labels = set()
+    for index in range(N_TRAIN):
+        shard, slot = divmod(index, SHARD_SIZE)
+        parse = json.loads((results / "parse" / "train" / str(shard) / f"{slot}.json").read_text())
+        detect = json.loads((results / "detect" / "train" / str(shard) / f"{slot}.json").read_text())
+        duals = json.loads((results / "inpaint" / "train" / str(shard) / str(slot) / "duals.json").read_text())
+        filtered = json.loads((results / "filter" / "train" / str(shard) / f"{slot}.json").read_text())
+        labels.update(component["label"] for component in parse["components"])
+        # scene and background nouns of the captions are never components
+        assert not {"street", "grass", "night", "view"} & {component["label"] for component in parse["components"]}, parse
+        if parse["caption"].startswith("A view of a quiet street"):
+            assert parse["status"] == "skipped" and parse["components"] == []
+        assert detect["backend"] == "owlv2"
+        for entry in detect["components"]:
+            assert entry["found"] == (entry["area"] > 0) and len(entry["scores"]) == len(entry["instances"]) <= 2
+        n_duals += len(duals["duals"])
+        n_decided += len(filtered["decisions"])
+        for decision in filtered["decisions"]:
+            assert decision["clip"] is not None and set(decision["clip"]) >= {"text_gain", "image_cosine", "accepted"}
+            assert decision["accepted"] == (decision["rejected_by"] == [])
+            assert ("clip" in decision["rejected_by"]) == (not decision["clip"]["accepted"])
+            for check in decision["rejected_by"]:
+                rejected[check] += 1
+    assert "frisbee" in labels and "person" in labels  # a COCO word keeps its class name ("man" -> person)
+    assert n_decided == n_duals > 0
+    summaries = [json.loads(path.read_text()) for path in sorted((results / "filter" / "train").glob("*/summary.json"))]
+    assert len(summaries) == 2 and sum(summary["n_duals"] for summary in summaries) == n_duals
+    assert all(summary["checks"] == ["redetect", "clip"] for summary in summaries)
+    # the shard summaries count the rejections of each check that the decisions record
+    assert {check: sum(summary["rejected_by"][check] for summary in summaries) for check in rejected} == rejected
+
+
+@pytest.mark.slow
+def test_coco_open_second_run_has_nothing_to_do(coco_open_run):
+    work, configs = coco_open_run
+    result = snakemake(work, configs, "-n")
+    assert result.returncode == 0, failure(result, work)
+    assert "Nothing to be done" in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]

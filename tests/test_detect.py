@@ -107,7 +107,7 @@ def test_oracle_without_ground_truth_is_a_clear_error(oracle, truth):
 
 
 def test_unknown_backend_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown backend"):
+    with pytest.raises(ValueError, match="unknown backend 'sam'; use .*'yolo' or 'owlv2'"):
         get_detector({"backend": "sam"})
 
 

@@ -28,7 +28,7 @@ def test_slices_cover_the_batch_in_order_and_may_be_empty():
 def dual_data(tmp_path_factory):
     """16 scenes, each with two 'dual' images (flipped copies with their own texts) and a
     negative caption: every column type of the ours+negclip batch appears."""
-    from test_train import world_train_data
+    from helpers import world_train_data
 
     def flipped_duals(image, caption):
         return [(np.ascontiguousarray(flipped), f"{caption} ({k})") for k, flipped in enumerate((image[:, ::-1], image[::-1]))]
@@ -37,7 +37,7 @@ def dual_data(tmp_path_factory):
 
 
 def tiny_config(steps):
-    from test_train import tiny_config as one_process_config
+    from helpers import tiny_config as one_process_config
 
     return one_process_config(steps, batch_images=12)
 
@@ -123,7 +123,7 @@ def test_the_workflow_launches_torchrun_for_nproc_per_node(tmp_path):
     """scripts/train.py -> distributed.launch -> torchrun -> dualclip.train.worker, end to end:
     the 2-process run of the tiny config trains the model of the 1-process run, logs every
     process to the rule's log, and changing nproc_per_node reruns training only."""
-    from test_workflow import planned_jobs, snakemake
+    from helpers import planned_jobs, snakemake
 
     target = "results/train/ours/n24/seed0/model.pt"
     snakemake(tmp_path, target)

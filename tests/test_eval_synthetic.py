@@ -17,7 +17,16 @@ import pytest
 
 from dualclip.download import download_shard
 from dualclip.download.shapes import COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, relation_between, render_scene
-from dualclip.eval.synthetic import ALL_SUITES, IMAGE_SUITES, TEXT_SUITES, build_suites, score_suites, strictly_best
+from dualclip.eval.synthetic import (
+    ALL_SUITES,
+    CLASSIFICATION_SUITES,
+    IMAGE_SUITES,
+    TEXT_SUITES,
+    build_suites,
+    class_prompts,
+    score_suites,
+    strictly_best,
+)
 from dualclip.io import read_json, read_rgb
 
 DATASET = {"name": "shapes", "seed": 0, "image_size": 64, "min_objects": 1, "max_objects": 4}
@@ -78,9 +87,12 @@ def items_of(suites: dict, suite: str) -> list[dict]:
 
 
 def test_every_suite_is_built_and_counted(built):
-    _, counts, suites, _ = built
-    assert set(counts) == set(TEXT_SUITES + IMAGE_SUITES)
-    assert counts == dict(Counter(item["suite"] for item in suites["items"]))
+    _, counts, suites, scenes = built
+    assert set(counts) == set(TEXT_SUITES + IMAGE_SUITES) | set(CLASSIFICATION_SUITES)
+    n_single = sum(len(scene["objects"]) == 1 for scene in scenes.values())
+    assert n_single >= 10 and all(counts[suite] == n_single for suite in CLASSIFICATION_SUITES)
+    assert {k: v for k, v in counts.items() if k not in CLASSIFICATION_SUITES} == dict(
+        Counter(item["suite"] for item in suites["items"]))
     assert suites["counts"] == counts
     assert len({item["item_id"] for item in suites["items"]}) == len(suites["items"])
     assert len(suites["retrieval"]) == N_SCENES
@@ -262,6 +274,27 @@ def test_retrieval_entries_describe_their_scene(built):
         assert Counter(phrases(entry["caption"])) == scene_pairs(scene)
 
 
+def test_classification_items_are_the_single_object_scenes(built):
+    root, _, suites, scenes = built
+    entries = suites["classification"]["items"]
+    assert suites["classification"]["suites"] == list(CLASSIFICATION_SUITES)
+    assert sorted(e["scene"] for e in entries) == sorted(i for i, s in scenes.items() if len(s["objects"]) == 1)
+    for entry in entries:
+        (obj,) = scenes[entry["scene"]]["objects"]
+        assert (entry["shape"], entry["colour"], entry["novel"]) == (obj["shape"], obj["colour"], bool(obj["novel_pair"]))
+        assert entry["image"] == str(root / "data" / f"{entry['scene']}.png")
+
+
+def test_class_prompts_cover_every_value_of_the_other_attribute():
+    shapes, colours = class_prompts("shape"), class_prompts("colour")
+    assert list(shapes) == SHAPES and list(colours) == list(COLOURS)
+    assert "a photo of a red circle" in shapes["circle"] and "an orange star" in colours["orange"]
+    for cls, prompts in shapes.items():
+        assert len(prompts) == 2 * len(COLOURS) and all(p.endswith(f" {cls}") for p in prompts)
+    for cls, prompts in colours.items():
+        assert len(prompts) == 2 * len(SHAPES) and all(f" {cls} " in p for p in prompts)
+
+
 def test_build_is_deterministic(built, tmp_path):
     root, _, suites, _ = built
     records = [(str(root / "data" / f"{slot}.png"), read_json(root / "data" / f"{slot}.json")) for slot in range(20)]
@@ -338,6 +371,38 @@ def test_score_suites_end_to_end_with_a_tiny_model(built, tiny_model):
     assert (again["correct"] == per_item["correct"]).all()
 
 
+def test_zero_shot_classification_is_scored_apart_and_leaves_the_other_suites_unchanged(built, tiny_model):
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    _, _, suites, _ = built
+    items = [item for suite in TEXT_SUITES for item in items_of(suites, suite)[:2]]
+    entries = suites["classification"]["items"][:8]
+    without = {"items": items, "retrieval": suites["retrieval"][:6], "counts": {}}
+    with_zs = {**without, "classification": {"suites": list(CLASSIFICATION_SUITES), "items": entries}}
+    model, preprocess, tokenizer = tiny_model
+    before, summary_before = score_suites(model, preprocess, tokenizer, without, "cpu", batch_size=16)
+    after, summary = score_suites(model, preprocess, tokenizer, with_zs, "cpu", batch_size=16)
+    # the compositional suites' scores are bit-identical with the classification suites added
+    assert after.iloc[: len(before)].equals(before)
+    assert summary.iloc[: len(summary_before)].equals(summary_before)
+    zs = after.iloc[len(before):]
+    assert list(zs["suite"]) == ["zs_shape"] * 8 + ["zs_colour"] * 8 and zs["blind_correct"].isna().all()
+    # an independent computation of the shape prediction: ensembled prompt embeddings, argmax
+    with torch.no_grad():
+        prompts = class_prompts("shape")
+        weights = torch.stack([F.normalize(F.normalize(model.encode_text(tokenizer(p)), dim=-1).mean(0), dim=0)
+                               for p in prompts.values()])
+        images = torch.stack([preprocess(Image.open(e["image"]).convert("RGB")) for e in entries])
+        predicted = (F.normalize(model.encode_image(images), dim=-1) @ weights.T).argmax(1).tolist()
+    expected = [list(prompts)[k] == e["shape"] for k, e in zip(predicted, entries)]
+    assert zs[zs["suite"] == "zs_shape"]["correct"].tolist() == expected
+    top1 = summary[summary["metric"] == "top1"].set_index("suite")["value"]
+    assert top1["zs_shape"] == pytest.approx(100 * sum(expected) / 8)
+    assert set(top1.index) == set(CLASSIFICATION_SUITES)
+
+
 def test_test_images_skipped_at_download_become_no_item(tmp_path):
     """Issue 11, finding 2: the test slice honours `status` exactly as training does."""
     from dualclip.eval import build
@@ -348,7 +413,9 @@ def test_test_images_skipped_at_download_become_no_item(tmp_path):
     write_json(skipped, {**read_json(skipped), "status": "skipped", "reason": "image file cannot be decoded"})
     images = [str(tmp_path / "data" / f"{slot}.png") for slot in range(6)]
     truth = [str(tmp_path / "data" / f"{slot}.json") for slot in range(6)]
-    build(INPAINT, {"suites": ALL_SUITES, "seed": 0}, images, truth, str(tmp_path / "suites.json"), str(tmp_path / "images"))
+    # (these 6 scenes hold no single-object scene for the zero-shot classification suites)
+    suites = [suite for suite in ALL_SUITES if suite not in CLASSIFICATION_SUITES]
+    build(INPAINT, {"suites": suites, "seed": 0}, images, truth, str(tmp_path / "suites.json"), str(tmp_path / "images"))
     suites = read_json(tmp_path / "suites.json")
     assert len(suites["retrieval"]) == 5
     assert all(item["image"] != images[2] for item in suites["items"] + suites["retrieval"] if "image" in item)

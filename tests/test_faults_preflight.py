@@ -171,6 +171,16 @@ def test_models_of_stages_that_do_not_run_are_not_demanded(offline):
     assert check_config(config) == []  # baseline reads no parse, detect or inpaint output
 
 
+@pytest.mark.parametrize(("methods", "stages"), [
+    (["baseline"], set()),
+    (["negclip"], {"parse"}),  # swap negatives only
+    (["ours@singletons"], {"parse", "detect", "inpaint", "rewrite"}),  # a subset policy in the name
+    (["baseline", "ours_soft"], {"parse", "detect", "inpaint", "rewrite"}),
+])
+def test_the_stages_that_run_come_from_the_method_registry(methods, stages):
+    assert preflight.stages_run(default_config({"train": {"methods": methods}})) == stages
+
+
 def test_spacy_pipeline_must_be_installed():
     found = problems(default_config({"parse": {"spacy_model": "en_core_web_absent"}}))
     assert len(found) == 1 and found[0].startswith("config parse.spacy_model: spaCy pipeline 'en_core_web_absent'")

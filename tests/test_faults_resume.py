@@ -62,13 +62,13 @@ def test_the_manifests_digest_follows_file_content_not_sizes(tmp_path):
 @pytest.fixture
 def own_world(tmp_path):
     """Training data whose image files this test may change."""
-    from test_train import world_train_data
+    from helpers import world_train_data
 
     return world_train_data(tmp_path / "world", seed=3)
 
 
 def tiny_config(steps):
-    from test_train import tiny_config as config
+    from helpers import tiny_config as config
 
     return config(steps)
 
@@ -109,7 +109,7 @@ def test_a_checkpoint_of_another_data_digest_is_not_resumed(world_data, tmp_path
 
 @pytest.fixture(scope="module")
 def world_data(tmp_path_factory):
-    from test_train import world_train_data
+    from helpers import world_train_data
 
     return world_train_data(tmp_path_factory.mktemp("world"), seed=3)
 
@@ -181,20 +181,28 @@ def test_files_are_written_with_the_process_umask(tmp_path, umask):
 import sys
 from pathlib import Path
 import numpy as np
-from dualclip.io import write_json, write_png, write_text
+from dualclip.fetch import _write_lock
+from dualclip.io import copy_file, write_bytes, write_json, write_png, write_text
+from dualclip.preflight import hold_results_lock
 from dualclip.train.trainer import _save, write_log
 out = Path(sys.argv[1])
 write_json(out / "a.json", {"x": 1})
 write_text(out / "scores.csv", "a,b\\n")
 write_png(out / "a.png", np.zeros((4, 4, 3), np.uint8))
+write_bytes(out / "figure.png", b"figure")
+copy_file(out / "a.json", out / "copied.json")
 _save(out / "checkpoint.pt", {"step": 1})
 write_log(out / "train_log.csv", [{"step": 1, "loss": 0.5}])
+_write_lock(out / "sha256.lock.json", {"url": {"sha256": "0" * 64}})
+held = hold_results_lock(out)
 """
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=lambda: os.umask(umask), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     modes = {path.name: oct(path.stat().st_mode & 0o777) for path in tmp_path.iterdir()}
-    assert modes == {name: oct(0o666 & ~umask) for name in ("a.json", "scores.csv", "a.png", "checkpoint.pt", "train_log.csv")}
+    written = ("a.json", "scores.csv", "a.png", "figure.png", "copied.json", "checkpoint.pt", "train_log.csv",
+               "sha256.lock.json", ".dualclip.lock")
+    assert modes == {name: oct(0o666 & ~umask) for name in written}
 
 
 # finding 6: two writers of one file (two working directories sharing results_dir) never
@@ -218,7 +226,7 @@ def test_checkpoint_and_log_writes_leave_another_writers_temporary_file_alone(tm
 # parameter changed (inpaint.radius), rerun: the run starts afresh and says so
 @pytest.mark.slow
 def test_the_workflow_does_not_resume_training_on_changed_duals(tmp_path):
-    from test_workflow import CONFIGS, SNAKEMAKE, snakemake
+    from helpers import CONFIGS, SNAKEMAKE, snakemake
 
     target = "results/train/ours/n24/seed0/model.pt"
     run_dir = tmp_path / "results" / "train" / "ours" / "n24" / "seed0"

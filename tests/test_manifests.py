@@ -4,7 +4,14 @@ import os
 from types import SimpleNamespace
 
 from dualclip.io import read_json
-from dualclip.workflow import finish_shard, per_image_files, shard_files, stale_files, start_shard, withdraw_stale_manifests
+from dualclip.workflow import (
+    finish_shard,
+    per_image_files,
+    shard_files,
+    stale_files,
+    start_shard,
+    withdraw_stale_manifests,
+)
 
 
 def finished_shard(tmp_path):

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-spacy = pytest.importorskip("spacy")
-
-from dualclip.negatives import (  # noqa: E402
+from dualclip.negatives import (
     SWAP_TYPES,
     HardNegative,
     SwapNegativeGenerator,
-    caption_seed,
     detokenize,
     swap_spans,
 )
+from helpers import needs_shared_benchmarks, nonempty, shared_benchmarks_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "negclip_captions.txt"
-SUGARCREPE_DIR = Path("/work/shared/benchmarks/sugarcrepe")
+SUGARCREPE_DIR = shared_benchmarks_dir() / "sugarcrepe"
 
 
 def _load_captions() -> list[str]:
@@ -37,10 +32,8 @@ CAPTIONS = _load_captions()
 
 @pytest.fixture(scope="module")
 def gen() -> SwapNegativeGenerator:
-    try:
-        return SwapNegativeGenerator(seed=0)
-    except OSError as exc:  # spaCy model package not installed
-        pytest.skip(f"spaCy model unavailable: {exc}")
+    # spaCy and its model are pinned dependencies: failing to load them is a failure, not a skip
+    return SwapNegativeGenerator(seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +88,14 @@ def test_swap_spans_rejects_bad_spans(a, b):
 # --------------------------------------------------------------------------
 # fixture provenance
 # --------------------------------------------------------------------------
-def test_fixture_is_a_verbatim_sugarcrepe_excerpt():
+def test_fixture_has_the_excerpt_size():
     assert 35 <= len(CAPTIONS) <= 50
-    if not SUGARCREPE_DIR.is_dir():
-        pytest.skip("SugarCrepe json files not available")
-    import json
 
+
+@needs_shared_benchmarks("sugarcrepe")
+def test_fixture_is_a_verbatim_sugarcrepe_excerpt():
     source = set()
-    for path in SUGARCREPE_DIR.glob("*.json"):
+    for path in nonempty(SUGARCREPE_DIR.glob("*.json"), f"SugarCrepe files in {SUGARCREPE_DIR}"):
         for item in json.loads(path.read_text(encoding="utf-8")).values():
             source.add(item["caption"].rstrip())
     missing = [c for c in CAPTIONS if c not in source]
@@ -313,21 +306,6 @@ def test_seed_changes_draws(gen, batch):
     for caption, swap_type, _, expected in SPECIFIC:
         i = CAPTIONS.index(caption)
         assert _by_type(other[i])[swap_type].text == expected
-
-
-def test_caption_seed_is_stable_across_interpreters():
-    code = (
-        "from dualclip.negatives import caption_seed;"
-        "print(caption_seed('Two vases filled with flowers on a table.', 3))"
-    )
-    outs = set()
-    for hash_seed in ("1", "2"):
-        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        outs.add(res.stdout.strip())
-    assert outs == {str(caption_seed("Two vases filled with flowers on a table.", 3))}
-    assert caption_seed("a", 0) != caption_seed("a", 1) != caption_seed("b", 1)
 
 
 def test_full_pipeline_gives_the_same_negatives(gen, batch):

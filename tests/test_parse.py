@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dualclip.io import read_json, write_json
 from dualclip.parse import Component, get_parser, run_shard
 from dualclip.parse.spacy_parser import SpacyParser
-from dualclip.io import read_json, write_json
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["parse"]
 PARSE_CONFIG = {"backend": "spacy", "max_components": 3, "vocabulary": CONFIG["vocabulary"],
@@ -347,3 +347,42 @@ def test_pipeline_without_ner_parses_as_the_full_one(parser):
     results = SpacyParser(coco, nlp=parser.nlp).parse(captions)
     assert sum(r.status == "ok" for r in results) > len(captions) // 2
     assert [r.to_dict() for r in results] == [r.to_dict() for r in SpacyParser(coco, nlp=full.nlp).parse(captions)]
+
+
+# ---------------------------------------------------------------- issue 14: what is a component
+
+
+@pytest.fixture(scope="module")
+def coco_parser(parser):
+    return SpacyParser({"vocabulary": "coco", "max_components": 3}, nlp=parser.nlp)
+
+
+@pytest.mark.parametrize("caption, labels", [
+    ("A luggage rack next to a bed.", ["bed"]),  # a noun modifying another noun is no object
+    ("A pizza box on a table.", ["dining table"]),
+    ("a bird sitting on a brick of bird food", ["bird"]),
+    ("A room with no chairs and a table.", ["dining table"]),  # "no": not in the picture
+    ("A No bicycles, skates or skateboards sign on a pole.", []),
+    ("Two kids playing baseball in a park.", ["person"]),  # the game, not the ball
+    ("A boy holding a baseball in a park.", ["person", "sports ball"]),
+    ("A teddy bear on a bed.", ["teddy bear", "bed"]),  # a vocabulary phrase still is one
+])
+def test_modifier_negated_and_game_nouns_are_not_components(coco_parser, caption, labels):
+    assert [c.label for c in coco_parser.parse([caption])[0].components] == labels
+
+
+@pytest.mark.parametrize("caption, text, attributes", [
+    # spaCy reads "orange" as a noun outside the chunk: the phrase gets it back
+    ("we can see an orange cross", "an orange cross", ["orange"]),
+    ("an image showing a small orange cross", "a small orange cross", ["small", "orange"]),
+])
+def test_modifiers_outside_the_chunk_join_the_phrase(parser, caption, text, attributes):
+    component = parse_one(parser, caption).components[-1]
+    assert component.text == text and caption[component.start:component.end] == text
+    assert component.attributes == attributes
+
+
+def test_coordinated_colours_join_the_phrase(coco_parser):
+    caption = "A grey and orange fire hydrant next to a street."
+    component = coco_parser.parse([caption])[0].components[0]
+    assert (component.label, component.text) == ("fire hydrant", "A grey and orange fire hydrant")

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from dualclip.download.shapes import WorldConfig, world_record
-from dualclip.subsets import nonempty_subsets
 from dualclip.parse import get_parser
 from dualclip.parse.spacy_parser import SpacyParser
 from dualclip.rewrite import check_dual_text, get_rewriter
+from dualclip.subsets import nonempty_subsets
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
 PARSE = {"backend": "spacy", "max_components": 3, "vocabulary": CONFIG["parse"]["vocabulary"],
@@ -169,16 +169,54 @@ def test_every_dual_of_300_world_captions_passes_the_check(parser, rewriter):
 
 
 def test_free_sentence_predicates_drop_with_either_side():
-    # COCO-style captions: words between two objects that are no noun phrase ("holding")
-    # form a predicate that needs both sides (the LLM rewriter's fallback relies on this)
+    # COCO-style captions go through the dependency tree: the verb of a removed subject
+    # goes with it, and so does the relation the verb attached ("near a car" was said of
+    # the woman, not of the umbrella); a verb that lost only its object leaves its
+    # relation with the subject
     from dualclip.parse.spacy_parser import SpacyParser
+    from dualclip.rewrite.rule import RuleRewriter
 
     parser = SpacyParser({"vocabulary": "coco", "max_components": 3})
     caption = "A woman holding an umbrella near a car."
     components = parser.parse([caption])[0].components
-    from dualclip.rewrite.rule import RuleRewriter
-
     rewriter = RuleRewriter({})
-    assert rewriter.rewrite_one(caption, components, (0,)) == "An umbrella near a car."
+    assert not rewriter.is_templated(caption, components)
+    assert rewriter.rewrite_one(caption, components, (0,)) == "An umbrella and a car."
+    assert rewriter.rewrite_one(caption, components, (1,)) == "A woman near a car."
     assert rewriter.rewrite_one(caption, components, (2,)) == "A woman holding an umbrella."
-    assert rewriter.rewrite_one(caption, components, (1,)) == "A woman and a car."
+
+
+def test_templated_captions_use_the_list_grammar_and_free_ones_the_tree(parser, rewriter):
+    """The shapes world's captions (the embedded default) are all lists: the rewrite
+    stage never needs spaCy's tree for them; a sentence with a verb, a pronoun or a
+    "with" phrase goes to the tree."""
+    captions = world_captions(300)
+    assert all(rewriter.is_templated(c, r.components) for c, r in zip(captions, parser.parse(captions)))
+    coco = SpacyParser({"vocabulary": "coco", "max_components": 3}, nlp=parser.nlp)
+    for caption, templated in [("a dog and a cat on a bed", True), ("there are two dogs next to a car", True),
+                               ("A dog sitting on a bed.", False), ("A man and his dog.", False),
+                               ("A man with a hat and a dog.", False), ("A boat that is in the water.", False)]:
+        assert rewriter.is_templated(caption, coco.parse([caption])[0].components) is templated, caption
+
+
+def test_tree_rewrite_keeps_case_punctuation_and_agreement(parser):
+    coco = SpacyParser({"vocabulary": "coco", "max_components": 3}, nlp=parser.nlp)
+    rewriter = get_rewriter({"backend": "rule", "empty_caption": "nothing here"})
+    for caption, removed, expected in [
+        ("A man eating a pizza!", (0,), "A pizza!"),
+        ("a man eating a pizza", (0,), "a pizza"),
+        ("Two dogs and a cat are sleeping on a couch?", (0,), "A cat is sleeping on a couch?"),
+        ("A man eating a pizza.", (0, 1), "nothing here"),
+        ("A little boy and girl playing with a dog.", (0,), "A girl playing with a dog."),
+    ]:
+        result = coco.parse([caption])[0]
+        assert rewriter.rewrite(caption, result.components, [removed]) == [expected], caption
+
+
+@pytest.mark.parametrize("ending", ["and.", ", and.", "while.", "and"])
+def test_check_rejects_a_conjunction_left_before_the_end(parser, ending):
+    # an LLM rewrite that stops after "and" must not enter training as a correct positive
+    caption = "a red circle to the left of a blue circle and a green star"
+    components = parser.parse([caption])[0].components
+    text = f"a blue circle {ending}".replace(" ,", ",")
+    assert any(problem.startswith("dangling conjunction") for problem in check_dual_text(text, caption, components, (0, 2)))

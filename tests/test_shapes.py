@@ -348,7 +348,7 @@ def test_download_shard_killed_mid_slot_leaves_no_json_nor_partial_files(tmp_pat
             def write(handle):
                 handle.write(b"partial")
                 raise RuntimeError("killed")
-            io._atomic_write(path, write)
+            io.atomic_write(path, write)
         real_write_png(path, array)
 
     monkeypatch.setattr(download, "write_png", failing_write_png)

@@ -9,8 +9,10 @@ import torch
 
 from dualclip.download.shapes import WorldConfig, world_record
 from dualclip.io import write_png
-from dualclip.train.batches import METHODS, Sample, TrainData, build_train_data, nearest_neighbours, plan_epoch
+from dualclip.train.batches import Sample, TrainData, build_train_data, nearest_neighbours, plan_epoch
+from dualclip.train.methods import METHODS
 from dualclip.train.trainer import count_steps, train
+from helpers import tiny_config, world_train_data
 
 
 def toy_data(n=12, duals_per=3):
@@ -20,6 +22,7 @@ def toy_data(n=12, duals_per=3):
         files.append(f"img{i}")
         for d in range(duals_per if i % 3 else 0):  # every third sample has no dual
             sample.duals.append((len(files), f"dual {i}.{d}"))
+            sample.dual_subsets.append(((0,), (1,), (0, 1), (2,))[d % 4])
             files.append(f"img{i}.{d}")
         samples.append(sample)
     return TrainData(files, samples)
@@ -75,6 +78,47 @@ def test_ours_neg_and_ours_pos_roles():
     assert any(b.unmasked_pairs_off for b in pos)
 
 
+def test_ours_soft_plans_the_batches_of_ours_with_each_members_subset():
+    data = toy_data()
+    soft = plan_epoch("ours_soft", data, 8, np.random.default_rng(2))
+    ours = plan_epoch("ours", data, 8, np.random.default_rng(2))
+    assert [b.images for b in soft] == [b.images for b in ours] and [b.texts for b in soft] == [b.texts for b in ours]
+    assert all(not b.image_lattice for b in ours)
+    for batch in soft:
+        assert len(batch.image_lattice) == len(batch.images) and len(batch.text_lattice) == len(batch.texts)
+        for image, (_, bits) in zip(batch.images, batch.image_lattice):
+            sample = next(s for s in data.samples if image == s.image or image in [i for i, _ in s.duals])
+            expected = 0 if image == sample.image else sum(1 << c for c in sample.dual_subsets[[i for i, _ in sample.duals].index(image)])
+            assert bits == expected  # the original is the empty subset; a dual its removed components
+        # one group per sample, its members consecutive
+        groups = [group for group, _ in batch.image_lattice]
+        assert groups == sorted(groups) and len(set(groups)) == batch.n_originals
+
+
+def test_ours_soft_trains_and_every_summary_records_its_subset_policy(tmp_path):
+    torch.set_num_threads(1)
+    records = []
+    for index in range(6):
+        image, _, record = world_record(WorldConfig(seed=4), "train", index)
+        write_png(tmp_path / f"{index}.png", image)
+        duals = []
+        for subset in ((0,), (1,), (0, 1)):
+            write_png(tmp_path / f"{index}-{subset}.png", image[::-1])
+            duals.append({"file": str(tmp_path / f"{index}-{subset}.png"), "text": f"{record['caption']} {subset}", "subset": list(subset)})
+        records.append({"image": str(tmp_path / f"{index}.png"), "caption": record["caption"], "duals": duals})
+    config = tiny_config(2)
+    with pytest.raises(ValueError, match="train.ours_soft.lambda"):
+        train(config, "ours_soft", 0, build_train_data(records), tmp_path / "no_lambda")
+    config["train"]["ours_soft"] = {"lambda": 2.0}
+    summary = train(config, "ours_soft", 0, build_train_data(records), tmp_path / "soft")
+    assert summary["steps"] == 2 and summary["subset_policy"] == "all" and summary["duals_per_image"] == 3
+    singles = train(config, "ours@singletons", 0, build_train_data(records, subsets="singletons"), tmp_path / "singletons")
+    assert singles["subset_policy"] == "singletons" and singles["duals_per_image"] == 2
+    assert singles["n_duals_left_out_by_policy"] == 6 and singles["sample_k"] is None
+    baseline = train(config, "baseline", 0, build_train_data(records), tmp_path / "baseline")
+    assert baseline["subset_policy"] is None and baseline["duals_per_image"] == 0
+
+
 def test_nearest_neighbours_excludes_self():
     embeddings = np.array([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])
     assert nearest_neighbours(embeddings, 1).ravel().tolist() == [1, 0, 3, 2]
@@ -107,33 +151,9 @@ def test_equal_compute_gives_every_method_the_same_image_budget():
     assert count_steps("ours", data, config, 0, neighbours)[1] > count_steps("baseline", data, config, 0, neighbours)[1]
 
 
-def world_train_data(folder, seed: int, n: int = 16, make_duals=None):
-    """``n`` synthetic scenes written to ``folder`` as training records, each with its
-    reversed caption as a negative; ``make_duals(image, caption)`` -> [(image, text)] adds duals."""
-    world = WorldConfig(seed=seed)
-    records = []
-    for index in range(n):
-        image, _, record = world_record(world, "train", index)
-        write_png(folder / f"{index}.png", image)
-        duals = []
-        for k, (dual_image, text) in enumerate(make_duals(image, record["caption"]) if make_duals else []):
-            write_png(folder / f"{index}-dual{k}.png", dual_image)
-            duals.append({"file": str(folder / f"{index}-dual{k}.png"), "text": text})
-        records.append({"image": str(folder / f"{index}.png"), "caption": record["caption"],
-                        "negatives": [record["caption"][::-1]], "duals": duals})
-    return build_train_data(records)
-
-
 @pytest.fixture(scope="module")
 def world_data(tmp_path_factory):
     return world_train_data(tmp_path_factory.mktemp("world"), seed=3)
-
-
-def tiny_config(steps, batch_images=8):
-    return {"model": {"name": "dualclip-tiny", "pretrained": None}, "device": "cpu",
-            "train": {"batch_images": batch_images, "compute": "equal_compute", "budget_images": batch_images * steps, "epochs": 1,
-                      "lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 1, "checkpoint_every": 2,
-                      "negclip": {"neighbour_model": "pixels", "k": 2}}}
 
 
 def test_killed_run_resumes_to_identical_weights(world_data, tmp_path):
@@ -180,8 +200,16 @@ def preloaded_reference_weights(config, method, data, steps):
 
     from dualclip.train.distributed import Context
     from dualclip.train.loss import DualContrastiveLoss
-    from dualclip.train.trainer import (autocast_factory, compute_neighbours, initial_model, iterate_plan, load_images,
-                                        lr_lambda, make_optimizer, training_step)
+    from dualclip.train.trainer import (
+        autocast_factory,
+        compute_neighbours,
+        initial_model,
+        iterate_plan,
+        load_images,
+        lr_lambda,
+        make_optimizer,
+        training_step,
+    )
 
     model, preprocess, tokenizer = initial_model(config["model"], 0)
     images = load_images(data.image_files, preprocess)

@@ -1,43 +1,10 @@
 """The whole workflow on the tiny config: report, power-set counts, caching, config errors."""
 
 import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
-CONFIGS = [str(REPO / "config" / "config.yaml"), str(REPO / "tests" / "config_tiny.yaml")]
-
-
-def snakemake(workdir, *args, check=True, extra_config=None):
-    """Run snakemake on the tiny config; ``extra_config`` (a dict) is layered on top as a file
-    (--config would turn nested numbers into strings)."""
-    configs = list(CONFIGS)
-    if extra_config:
-        path = Path(workdir) / "extra_config.yaml"
-        path.write_text(json.dumps(extra_config))  # JSON is YAML
-        configs.append(str(path))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    command = [*SNAKEMAKE, "--configfile", *configs, "--directory", str(workdir), *args]
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
-def planned_jobs(workdir, *args, extra_config=None) -> dict[str, int]:
-    """Rule -> job count of a dry run (empty when there is nothing to do)."""
-    out = snakemake(workdir, "-n", *args, extra_config=extra_config)
-    text = out.stdout + out.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1]
-    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if rule != "total"}
+from helpers import REPO, planned_jobs, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +57,7 @@ def test_caching_reruns_only_what_changed(workflow_dir):
     (results / "parse" / "train" / "1" / "3.json").unlink()
     jobs = planned_jobs(workflow_dir)
     assert jobs == {"parse": 1, "detect": 1, "inpaint": 1, "rewrite": 1, "train": 2, "eval_synthetic": 2,
-                    "report": 1, "all": 1}, jobs
+                    "eval_manifold": 1, "report": 1, "all": 1}, jobs
     assert (results / "parse" / "train" / "1" / "manifest.stale.json").exists()
     snakemake(workflow_dir)
     # a dual PNG of shard 0 and a mask of shard 1: inpaint reruns both shards, detect and
@@ -98,7 +65,9 @@ def test_caching_reruns_only_what_changed(workflow_dir):
     next(iter(sorted((results / "inpaint" / "train" / "0").glob("*/drop-0.png")))).unlink()
     (results / "detect" / "train" / "1" / "5.masks.png").write_bytes(b"truncated")
     jobs = planned_jobs(workflow_dir)
-    assert jobs == {"detect": 1, "inpaint": 2, "rewrite": 1, "train": 1, "eval_synthetic": 1, "report": 1, "all": 1}, jobs
+    # the manifold table reads the duals
+    assert jobs == {"detect": 1, "inpaint": 2, "rewrite": 1, "train": 1, "eval_synthetic": 1, "eval_manifold": 1,
+                    "report": 1, "all": 1}, jobs
     snakemake(workflow_dir)
     assert planned_jobs(workflow_dir) == {}
     # a partial last shard: 30 images are shards of 12, 12 and 6, and the first two stay

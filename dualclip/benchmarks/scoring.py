@@ -40,6 +40,14 @@ value in percent):
   ``micro`` = accuracy over all items.
 * ``coco_order`` / ``flickr30k_order``: ``accuracy`` (official, micro over all captions)
   and ``accuracy_strict`` per split suite.
+
+Text-only baselines (:func:`summarise_baselines`), the same aggregation on per-item
+``blind_correct`` / ``length_correct`` (see :mod:`dualclip.benchmarks.evaluate`), metric
+names prefixed ``blind_`` / ``length_`` as the synthetic suites' ``blind_accuracy``:
+``blind`` scores the captions against the mean image of the benchmark; ``length`` counts an
+item correct when the positive has strictly fewer words than every negative (ties wrong,
+the Order benchmarks included). SugarCrepe++ gets ``blind_itt`` and ``length_itt`` only
+(TOT is text-only already).
 """
 
 from __future__ import annotations
@@ -88,6 +96,21 @@ SUGARCREPE_PP_METRICS = {"itt": "correct", "image_p1_neg": "image_p1_neg",
 #: The six similarities of a SugarCrepe++ item, in the per-item table's column names.
 SUGARCREPE_PP_SCORES = ("pos_score", "pos2_score", "max_neg_score", "text_p1_p2", "text_p1_neg",
                         "text_p2_neg")
+
+
+#: The text-only baselines: per-item column ``<kind>_correct``, metrics ``<kind>_<metric>``.
+BASELINES = ("blind", "length")
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def length_correct(positives: Sequence[str], negatives: Sequence[str]) -> bool:
+    """The length-only baseline ("the shorter caption wins"): correct when every positive has
+    strictly fewer words than every negative; equal lengths are wrong. Words, not characters:
+    SugarCrepe's add-obj negative is the longer caption in words in 97.6% of items."""
+    return max(map(word_count, positives)) < min(map(word_count, negatives))
 
 
 def sugarcrepe_pp_correct(i_p1, i_p2, i_n, p1_p2, p1_n, p2_n) -> dict[str, np.ndarray]:
@@ -283,6 +306,27 @@ def summarise_order(df: pd.DataFrame, benchmark: str) -> list[dict]:
             strict = (sub["pos_score"] > sub["max_neg_score"]).mean() * 100.0
             rows.append(_row(benchmark, s, "accuracy_strict", strict, len(sub)))
     return rows
+
+
+def summarise_baselines(benchmark: str, per_item: pd.DataFrame) -> pd.DataFrame:
+    """The ``blind_`` and ``length_`` rows of one benchmark (long results format): the
+    official aggregation of :func:`summarise` on the baselines' per-item correctness."""
+    frames = []
+    for kind in BASELINES:
+        if f"{kind}_correct" not in per_item.columns or per_item.empty:
+            continue
+        df = per_item.assign(correct=per_item[f"{kind}_correct"].astype(bool))
+        if benchmark in ORDER_BENCHMARKS:
+            # accuracy_strict re-reads the scores: the blind ones, and none for length (strict already)
+            df = (df.assign(pos_score=df["blind_pos_score"], max_neg_score=df["blind_max_neg_score"])
+                  if kind == "blind" else df.drop(columns=["pos_score", "max_neg_score"]))
+        out = summarise(benchmark, df)
+        if benchmark == "sugarcrepe_pp":
+            out = out[out["metric"] == "itt"]
+        frames.append(out.assign(metric=kind + "_" + out["metric"]))
+    if not frames:
+        return pd.DataFrame(columns=RESULT_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
 
 
 def summarise(benchmark: str, per_item: pd.DataFrame) -> pd.DataFrame:

@@ -18,9 +18,11 @@ Two functions back the rules of ``rules/benchmarks.smk`` (the scripts stay thin)
   names no folder for that image source. Images are never downloaded otherwise.
 * :func:`evaluate` (rule ``eval_benchmark``) loads a trained run's ``model.pt``, the
   items of ``ready.json`` (a missing image skips its item, a missing folder its piece;
-  both are written to the skips CSV), scores them with the official rules and writes the
-  long-format CSV ``method, n_train, seed, benchmark, suite, metric, value, n_items,
-  code_version`` (as the synthetic evaluation does) plus a per-item CSV.
+  both are written to the skips CSV), scores them with the official rules, adds the text-only
+  ``blind_*`` and ``length_*`` baselines (:func:`dualclip.benchmarks.scoring.summarise_baselines`)
+  and writes the long-format CSV ``method, n_train, seed, benchmark, suite, metric, value,
+  n_items, code_version`` (as the synthetic evaluation does) plus ``n_items_total`` and
+  ``incomplete`` (:func:`flag_incomplete`), and a per-item CSV.
 
 Config section (``config["benchmarks"][<name>]``), every key optional:
 ``annotations`` (local folder, or the file itself for single-file benchmarks; null:
@@ -35,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from functools import lru_cache
 from importlib import resources
@@ -43,8 +44,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from dualclip.fetch import (ChecksumMismatchError, FetchError, InvalidDownloadError, download,
-                            download_and_extract, sha256_file)
+from dualclip.fetch import (
+    ChecksumMismatchError,
+    FetchError,
+    InvalidDownloadError,
+    download,
+    download_and_extract,
+    sha256_file,
+)
+from dualclip.io import copy_file, read_json
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +61,7 @@ BENCHMARK_NAMES = ("sugarcrepe", "sugarcrepe_pp", "valse", "vg_relation", "vg_at
 DEFAULTS = {"annotations": None, "images": None, "download_images": False,
             "verify_checksums": True, "pieces": None}
 SCORE_COLUMNS = ["method", "n_train", "seed", "benchmark", "suite", "metric", "value", "n_items",
-                 "code_version"]
+                 "code_version", "n_items_total", "incomplete"]
 LOCK_NAME = "sha256.lock.json"
 #: Benchmarks with one annotation file per piece, whose `pieces` may be chosen.
 PIECE_BENCHMARKS = ("sugarcrepe", "sugarcrepe_pp", "valse")
@@ -235,9 +243,7 @@ def _copy(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and dest.stat().st_size == src.stat().st_size and sha256_file(dest) == sha256_file(src):
         return
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    copy_file(src, dest)
 
 
 def fetch_annotations(benchmark: str, sec: dict, out_dir: Path) -> list[dict]:
@@ -276,7 +282,7 @@ def fetch_annotations(benchmark: str, sec: dict, out_dir: Path) -> list[dict]:
         else:
             url = urls[name]
             use_pin = pin if verify else None
-            had_lock = lock_file.exists() and resolve_url(url) in json.loads(lock_file.read_text(encoding="utf-8"))
+            had_lock = lock_file.exists() and resolve_url(url) in read_json(lock_file)
             download(resolve_url(url), dest, sha256=use_pin, lock_file=None if use_pin else lock_file,
                      validate=_json_check(url))
             digest = sha256_file(dest)
@@ -295,23 +301,18 @@ def fetch_annotations(benchmark: str, sec: dict, out_dir: Path) -> list[dict]:
 
 # --------------------------------------------------------------------------- images
 
-def _read(path: Path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def piece_images(benchmark: str, ann_dir: Path, piece: str) -> list[str]:
     """Image file names (relative to the piece's folder) of the items the scorer uses."""
     from .valse import is_valid
 
     if benchmark == "sugarcrepe":
-        return [r["filename"] for r in _read(ann_dir / f"{piece}.json").values()]
+        return [r["filename"] for r in read_json(ann_dir / f"{piece}.json").values()]
     if benchmark == "sugarcrepe_pp":
-        return [r["filename"] for r in _read(ann_dir / f"{piece}.json")]
+        return [r["filename"] for r in read_json(ann_dir / f"{piece}.json")]
     if benchmark == "valse":
-        return [r["image_file"] for r in _read(ann_dir / f"{piece}.json").values() if is_valid(r)]
+        return [r["image_file"] for r in read_json(ann_dir / f"{piece}.json").values() if is_valid(r)]
     name = next(iter(annotation_urls(benchmark)))
-    data = _read(ann_dir / name)
+    data = read_json(ann_dir / name)
     if benchmark in ("vg_relation", "vg_attribution"):
         return [r["image_path"] for r in data]
     per_item = []
@@ -322,34 +323,50 @@ def piece_images(benchmark: str, ann_dir: Path, piece: str) -> list[str]:
     return per_item
 
 
+def extra_image_folders(benchmark: str, sec: dict, piece: str, root: Path) -> list[Path]:
+    """Further folders of a piece whose images come from several sources (VALSE
+    coreference-standard: COCO train2014 and val2014), where they are configured."""
+    from .valse import EXTRA_IMAGE_SOURCES
+
+    if benchmark != "valse":
+        return []
+    folders = [image_folder(benchmark, sec, piece, source, root)[0]
+               for source in EXTRA_IMAGE_SOURCES.get(piece, ())]
+    return [f for f in folders if f is not None]
+
+
 def check_images(benchmark: str, sec: dict, ann_dir: Path, root: Path) -> list[dict]:
-    """Per piece: image folder, item/image counts and status (ready, partial, skipped)."""
+    """Per piece: image folder(s), item/image counts and status (ready, partial, skipped)."""
     from .items import folder_problem
 
     out = []
     for piece, source in pieces(benchmark, sec):
         names = piece_images(benchmark, ann_dir, piece)
         folder, origin = image_folder(benchmark, sec, piece, source, root)
+        candidates = ([folder] if folder else []) + extra_image_folders(benchmark, sec, piece, root)
+        usable = [f for f in candidates if folder_problem(f) is None]
         rec = {"piece": piece, "image_source": source, "n_items": len(names),
-               "n_images": len(set(names)), "folder": str(folder) if folder else None,
+               "n_images": len(set(names)), "folder": str(usable[0] if usable else folder) if candidates else None,
+               "folders": [str(f) for f in usable],
                "folder_from": origin if folder else None, "n_images_found": 0}
         hint = sources()["benchmarks"][benchmark]["images"][source]["hint"]
-        problem = origin if folder is None else folder_problem(folder)
-        if folder is not None and problem is not None:
+        problem = origin if not candidates else (None if usable else folder_problem(candidates[0]))
+        if candidates and problem is not None:
             problem = f"{problem}; provide {hint} there (benchmarks.{benchmark}.images)"
         if problem is None:
-            found = sum((folder / n).is_file() for n in set(names))
+            found = sum(any((f / n).is_file() for f in usable) for n in set(names))
             rec["n_images_found"] = found
             if found == 0 and names:
-                problem = (f"none of the {len(set(names))} images were found in {folder} "
-                           f"(e.g. {sorted(set(names))[0]}); point the image folder at {hint}")
+                problem = (f"none of the {len(set(names))} images were found in "
+                           f"{' or '.join(map(str, usable))} (e.g. {sorted(set(names))[0]}); "
+                           f"point the image folder at {hint}")
         if problem is not None:
             rec.update(status="skipped", reason=problem)
             log.warning("%s/%s skipped: %s", benchmark, piece, problem)
         elif rec["n_images_found"] < rec["n_images"]:
             missing = rec["n_images"] - rec["n_images_found"]
             rec.update(status="partial", reason=f"{missing} of {rec['n_images']} images missing in "
-                                                f"{folder}; their items are skipped")
+                                                f"{' and '.join(rec['folders'])}; their items are skipped")
         else:
             rec.update(status="ready", reason=None)
         out.append(rec)
@@ -425,15 +442,23 @@ def prepare_archive(archive: str, config: dict, out_file: str | os.PathLike) -> 
 
 def load_items(benchmark: str, ready: dict):
     """Items of a prepared benchmark (a ``LoadResult``; a ``RetrievalSet`` for retrieval)."""
-    from . import (load_karpathy, load_order, load_sugarcrepe, load_sugarcrepe_pp, load_valse,
-                   load_vg_attribution, load_vg_relation)
+    from . import (
+        load_karpathy,
+        load_order,
+        load_sugarcrepe,
+        load_sugarcrepe_pp,
+        load_valse,
+        load_vg_attribution,
+        load_vg_relation,
+    )
     from .items import LoadResult, SkippedPiece
 
     ann = Path(ready["annotations"])
     usable = [p for p in ready["pieces"] if p["status"] != "skipped"]
     skipped = [SkippedPiece(benchmark, p["piece"], p["n_items"], p["reason"])
                for p in ready["pieces"] if p["status"] == "skipped"]
-    folders = {p["piece"]: p["folder"] for p in usable}
+    # a piece served by several folders (VALSE coreference-standard) lists them in "folders"
+    folders = {p["piece"]: p["folders"] if len(p.get("folders", [])) > 1 else p["folder"] for p in usable}
     if benchmark == "coco_retrieval":
         from .coco_retrieval import RetrievalSet
 
@@ -486,6 +511,23 @@ def _retrieval_per_item(sim, data) -> pd.DataFrame:
     return df
 
 
+def flag_incomplete(summary: pd.DataFrame, per_item: pd.DataFrame, skips: pd.DataFrame) -> pd.DataFrame:
+    """Add ``n_items_total`` (the items the annotation file holds for the row) and
+    ``incomplete`` (scored on fewer): items whose image is missing are counted back, per
+    suite for the suites that were scored, all of them for the aggregate rows (REPLACE,
+    mean, macro, micro...). For retrieval the missing items are images. A whole piece
+    without images has no row: it is listed in the skips CSV and ``ready.json``."""
+    item_skips = skips[skips["level"] == "item"] if len(skips) else skips
+    per_suite = item_skips.groupby("suite").size() if len(item_skips) else pd.Series(dtype="int64")
+    scored = set(per_item["suite"]) if "suite" in per_item.columns else set()
+    missing = [int(per_suite.get(suite, 0)) if suite in scored else len(item_skips) for suite in summary["suite"]]
+    summary = summary.copy()
+    summary["n_items_total"] = summary["n_items"].astype("int64") + pd.Series(missing, index=summary.index,
+                                                                               dtype="int64")
+    summary["incomplete"] = summary["n_items_total"] > summary["n_items"]
+    return summary
+
+
 def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_csv: str | os.PathLike,
              per_item_csv: str | os.PathLike, device: str = "auto", *, ready_file=None,
              skips_csv=None, batch_size: int | None = None, num_workers: int = 0) -> pd.DataFrame:
@@ -497,19 +539,19 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
     import torch
 
     from dualclip.io import write_text
-    from dualclip.train.models import load_checkpoint_model, resolve_device
+    from dualclip.runtime import resolve_device
+    from dualclip.train.models import load_checkpoint_model
 
     from .coco_retrieval import retrieval_recall, similarity_matrix, summarise_retrieval
     from .evaluate import PER_ITEM_COLUMNS, score_items
     from .items import LoadResult
-    from .scoring import RESULT_COLUMNS, summarise
+    from .scoring import RESULT_COLUMNS, summarise, summarise_baselines
 
     out_csv = Path(out_csv)
     ready_file = Path(ready_file) if ready_file else (
         Path(config.get("results_dir", "results")) / "benchmark_data" / benchmark / "ready.json")
     skips_csv = Path(skips_csv) if skips_csv else out_csv.with_name(f"{out_csv.stem}_skips.csv")
-    with open(ready_file, encoding="utf-8") as f:
-        ready = json.load(f)
+    ready = read_json(ready_file)
     if ready["benchmark"] != benchmark:
         raise ValueError(f"{ready_file} describes {ready['benchmark']!r}, not {benchmark!r}")
     batch_size = int(batch_size or config.get("eval", {}).get("batch_size", 64))
@@ -526,7 +568,8 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
         else:
             per_item = score_items(model, preprocess, tokenizer, data.items, torch_device,
                                    batch_size, num_workers)
-            summary = summarise(benchmark, per_item)
+            summary = pd.concat([summarise(benchmark, per_item), summarise_baselines(benchmark, per_item)],
+                                ignore_index=True)
     else:
         checkpoint = torch.load(model_file, map_location="cpu", weights_only=True)
         summary = pd.DataFrame(columns=RESULT_COLUMNS)
@@ -534,10 +577,11 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
         log.warning("%s: nothing to evaluate (every piece skipped): writing empty scores", benchmark)
     from dualclip.eval import label_with_run
 
-    label_with_run(summary, per_item, checkpoint["summary"])
-    summary = summary[SCORE_COLUMNS]
     skips = LoadResult(skipped_items=list(data.skipped_items),
                        skipped_pieces=list(data.skipped_pieces)).skips_frame()
+    summary = flag_incomplete(summary, per_item, skips)
+    label_with_run(summary, per_item, checkpoint["summary"])
+    summary = summary[SCORE_COLUMNS]
     write_text(per_item_csv, per_item.to_csv(index=False))
     write_text(skips_csv, skips.to_csv(index=False))
     write_text(out_csv, summary.to_csv(index=False))
@@ -546,6 +590,6 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
     return summary
 
 
-__all__ = ["BENCHMARK_NAMES", "prepare", "prepare_archive", "evaluate", "load_items",
+__all__ = ["BENCHMARK_NAMES", "prepare", "prepare_archive", "evaluate", "load_items", "flag_incomplete",
            "section", "pieces", "archives_needed", "image_folder", "sources",
            "pinned_checksums", "annotation_urls"]

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .items import BenchmarkItem, LoadResult, attach_images, read_json
+from .items import BenchmarkItem, LoadResult, attach_images, read_annotation
 
 BENCHMARK = "sugarcrepe"
 
@@ -55,7 +55,7 @@ def load_sugarcrepe(
         if subset not in SUBSETS:
             raise ValueError(f"unknown SugarCrepe subset {subset!r}; choose from {list(SUBSETS)}")
         path = annotation_dir / f"{subset}.json"
-        data = read_json(path, f"SugarCrepe {subset}")
+        data = read_annotation(path, f"SugarCrepe {subset}")
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object keyed by index, got "
                              f"{type(data).__name__}; is this a SugarCrepe data/ file?")

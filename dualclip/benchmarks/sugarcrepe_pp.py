@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .items import BenchmarkItem, LoadResult, attach_images, read_json
+from .items import BenchmarkItem, LoadResult, attach_images, read_annotation
 
 BENCHMARK = "sugarcrepe_pp"
 
@@ -63,7 +63,7 @@ def load_sugarcrepe_pp(
         if subset not in SUBSETS:
             raise ValueError(f"unknown SugarCrepe++ subset {subset!r}; choose from {list(SUBSETS)}")
         path = annotation_dir / f"{subset}.json"
-        data = read_json(path, f"SugarCrepe++ {subset}")
+        data = read_annotation(path, f"SugarCrepe++ {subset}")
         if not isinstance(data, list):
             raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}; "
                              f"is this a SugarCrepe++ data/ file (a SugarCrepe file is an object)?")

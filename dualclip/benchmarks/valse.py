@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping, Union
 
-from .items import BenchmarkItem, LoadResult, attach_images, read_json
+from .items import BenchmarkItem, LoadResult, attach_images, read_annotation
 
 BENCHMARK = "valse"
 
@@ -34,12 +34,16 @@ PIECES: dict[str, str] = {
     "foil-it": "coco2014_val",
 }
 
+#: Pieces whose images also come from further sources: coreference-standard draws on VisDial
+#: v1.0 train, i.e. COCO train2014 *and* val2014 (215 of its 708 valid items are val2014 files).
+EXTRA_IMAGE_SOURCES: dict[str, tuple[str, ...]] = {"coreference-standard": ("coco2014_val",)}
+
 #: Image source key -> where its images come from (printed in skip messages).
 IMAGE_SOURCES: dict[str, str] = {
     "visual7w": "Visual7W images, files v7w_<id>.jpg",
     "coco2017_val": "COCO 2017 validation images, files 000000xxxxxx.jpg",
     "swig": "SWiG images_512, files like exercising_255.jpg",
-    "visdial_train": "VisDial v1.0 train images (COCO train2014), files COCO_train2014_*.jpg",
+    "visdial_train": "VisDial v1.0 train images: COCO train2014 (COCO_train2014_*.jpg) and val2014 (COCO_val2014_*.jpg, from the coco2014_val folder)",
     "visdial_val": "VisDial v1.0 val images, files VisualDialog_val2018_*.jpg",
     "coco2014_val": "COCO 2014 validation images, files COCO_val2014_*.jpg",
 }
@@ -62,11 +66,14 @@ def is_valid(record: dict) -> bool:
 
 
 def _image_dir_for(piece: str, image_dirs: ImageDirs):
+    """The folder (or, for a piece of several image sources, the folders) serving ``piece``."""
     if image_dirs is None or isinstance(image_dirs, (str, os.PathLike)):
         return image_dirs
     if piece in image_dirs:
         return image_dirs[piece]
-    return image_dirs.get(PIECES[piece])
+    folders = [image_dirs.get(source) for source in (PIECES[piece], *EXTRA_IMAGE_SOURCES.get(piece, ()))]
+    folders = [f for f in folders if f]
+    return folders[0] if len(folders) == 1 else (folders or None)
 
 
 def load_valse(
@@ -78,8 +85,9 @@ def load_valse(
     """Load VALSE pieces (all eleven by default) as :class:`BenchmarkItem`.
 
     ``image_dirs`` is one folder for every piece, or a mapping whose keys are piece
-    names (:data:`PIECES`) or image source keys (:data:`IMAGE_SOURCES`); a piece with
-    no folder is skipped and recorded. ``valid_only`` keeps only the validated items
+    names (:data:`PIECES`, value: a folder or a list of folders) or image source keys
+    (:data:`IMAGE_SOURCES`; a piece of several sources, :data:`EXTRA_IMAGE_SOURCES`, looks
+    in each of their folders); a piece with no folder is skipped and recorded. ``valid_only`` keeps only the validated items
     (``mturk.caption >= 2``), as the official evaluation does; with ``False`` every item
     is returned and ``meta["valid"]`` tells them apart (the scorer still uses only the
     valid ones).
@@ -91,7 +99,7 @@ def load_valse(
         if piece not in PIECES:
             raise ValueError(f"unknown VALSE piece {piece!r}; choose from {list(PIECES)}")
         path = annotation_dir / f"{piece}.json"
-        data = read_json(path, f"VALSE {piece}")
+        data = read_annotation(path, f"VALSE {piece}")
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object keyed by item id, got "
                              f"{type(data).__name__}; is this a VALSE data/ file?")
@@ -124,4 +132,4 @@ def load_valse(
     return result
 
 
-__all__ = ["load_valse", "PIECES", "IMAGE_SOURCES", "EXPECTED_COUNTS", "is_valid"]
+__all__ = ["load_valse", "PIECES", "EXTRA_IMAGE_SOURCES", "IMAGE_SOURCES", "EXPECTED_COUNTS", "is_valid"]

@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from dualclip.parse import Component
+from dualclip.registry import Settings, create, internal, register
 
 
 @dataclass
@@ -37,21 +38,29 @@ class Detector(Protocol):
     ) -> list[ComponentDetection]: ...
 
 
-def get_detector(config: dict) -> Detector:
-    backend = config["backend"]
-    if backend == "oracle":
-        from dualclip.detect.oracle import OracleDetector
+@dataclass(frozen=True, kw_only=True)
+class DetectorSettings(Settings):
+    """The keys of a detector that runs a model."""
 
-        return OracleDetector(config)
-    if backend == "yolo":
-        from dualclip.detect.yolo import YoloDetector
+    device: str = "auto"
+    # the model's config key in load errors (the dual filter's detector: filter.detector.model)
+    config_key: str = internal("detect.model")
 
-        return YoloDetector(config)
-    if backend == "coco_oracle":
-        from dualclip.detect.coco_oracle import CocoOracleDetector
 
-        return CocoOracleDetector(config)
-    raise ValueError(f"detect.backend: unknown backend {backend!r}; use 'oracle', 'coco_oracle' or 'yolo'")
+register("detect", "oracle", "dualclip.detect.oracle:OracleDetector", None,
+         "the synthetic world's ground-truth instances (upper bound)")
+register("detect", "coco_oracle", "dualclip.detect.coco_oracle:CocoOracleDetector",
+         "dualclip.detect.coco_oracle:CocoOracleSettings", "COCO's annotated instance masks (upper bound)")
+register("detect", "yolo", "dualclip.detect.yolo:YoloDetector", "dualclip.detect.yolo:YoloSettings",
+         "YOLO instance segmentation (ultralytics), classes mapped to component labels", features=("instances",))
+register("detect", "owlv2", "dualclip.detect.owl:OwlSamDetector", "dualclip.detect.owl:OwlSettings",
+         "OWLv2 boxes prompted with each component's label, SAM masks (open vocabulary)", features=("instances",))
+
+
+def get_detector(config: dict, key: str | None = None) -> Detector:
+    """The detector ``config["backend"]`` names; ``key``: the config key that named it, for the
+    error about an unknown name (the dual filter's: filter.detector.backend)."""
+    return create("detect", config, key=key)
 
 
 def run_shard(config: dict, image_files: list[str], ground_truth_files: list[str], parse_files: list[str], out_files: list[str]) -> None:
@@ -59,7 +68,7 @@ def run_shard(config: dict, image_files: list[str], ground_truth_files: list[str
 
     The masks PNG packs one bit per component (bit i = component i). A component that
     is not found is recorded with ``found: false`` and takes no part in the subsets.
-    A detector with ``detect_batch`` (YOLO) gets the images that have components in calls
+    A detector with ``detect_batch`` (YOLO, OWLv2 + SAM) gets the images that have components in calls
     of its ``batch_size``; the others go one image at a time. Works on the lists it is
     given, whatever their length (the last shard of a split may be short).
     """

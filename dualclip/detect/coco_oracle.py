@@ -18,16 +18,20 @@ Ground-truth record (written by ``dualclip.download.coco``; see its docstring)::
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from dualclip.detect import ComponentDetection
 from dualclip.parse import Component
+from dualclip.registry import Settings
 
-DEFAULTS = {
-    "include_crowd": True,  # crowd regions ("a crowd of people") are instances of the class too
-    "min_area": 0,  # ignore instances whose decoded mask has fewer pixels
-    "class_map": {},  # component label -> COCO category name(s) when they differ
-}
+
+@dataclass(frozen=True, kw_only=True)
+class CocoOracleSettings(Settings):
+    include_crowd: bool = True  # crowd regions ("a crowd of people") are instances of the class too
+    min_area: float = 0  # ignore instances whose decoded mask has fewer pixels
+    class_map: dict = field(default_factory=dict)  # component label -> COCO category name(s) when they differ
 
 
 def decode_segmentation(segmentation, height: int, width: int, where: str = "instance") -> np.ndarray:
@@ -58,10 +62,10 @@ class CocoOracleDetector:
     name = "coco_oracle"
 
     def __init__(self, config: dict):
-        self.config = {**DEFAULTS, **config}
-        self.include_crowd = bool(self.config["include_crowd"])
-        self.min_area = int(self.config["min_area"])
-        self.class_map = {str(key).lower(): value for key, value in (self.config["class_map"] or {}).items()}
+        settings = CocoOracleSettings.from_config(config, "detect")
+        self.include_crowd = bool(settings.include_crowd)
+        self.min_area = int(settings.min_area)
+        self.class_map = {str(key).lower(): value for key, value in (settings.class_map or {}).items()}
 
     def categories(self, label: str) -> set[str]:
         wanted = self.class_map.get(label.lower(), label)

@@ -15,25 +15,25 @@ ultralytics ``Results`` and are what the quality filter (``dualclip.filter``) us
 from __future__ import annotations
 
 import os
-
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from dualclip.detect import ComponentDetection
+from dualclip.detect import ComponentDetection, DetectorSettings
 from dualclip.parse import Component
 
-DEFAULTS = {
-    "model": "yolov8x-seg.pt",  # path to segmentation weights (.pt); nothing is downloaded offline
-    "conf": 0.25,
-    "iou": 0.7,
-    "imgsz": 640,
-    "max_det": 300,
-    "batch_size": 8,  # images per model call (the detect and filter stages pack a shard's images into them)
-    "half": "auto",  # fp16 on CUDA
-    "class_map": {},  # component label -> model class name(s) when they differ
-}
+
+@dataclass(frozen=True, kw_only=True)
+class YoloSettings(DetectorSettings):
+    model: str = "yolov8x-seg.pt"  # path to segmentation weights (.pt); nothing is downloaded offline
+    conf: float = 0.25
+    iou: float = 0.7
+    imgsz: int = 640
+    max_det: int = 300
+    batch_size: int = 8  # images per model call (the detect and filter stages pack a shard's images into them)
+    half: bool | str = "auto"  # fp16 on CUDA
+    class_map: dict = field(default_factory=dict)  # component label -> model class name(s) when they differ
 
 
 @dataclass
@@ -116,23 +116,23 @@ class YoloDetector:
         import ultralytics.nn.tasks
         from ultralytics import YOLO
 
-        from dualclip.llm import resolve_device
+        from dualclip.runtime import resolve_device
 
         ultralytics.nn.tasks.SAFE_LOAD = True  # read at import: set it also where ultralytics was loaded before
 
-        self.config = {**DEFAULTS, **config}
-        self.conf = float(self.config["conf"])
+        self.settings = settings = YoloSettings.from_config(config, "detect")
+        self.conf = float(settings.conf)
         if not 0.0 <= self.conf <= 1.0:
             raise ValueError(f"detect.conf must be in [0, 1], got {self.conf}")
-        self.class_map = {str(key).lower(): value for key, value in (self.config["class_map"] or {}).items()}
-        self.device = resolve_device(self.config.get("device", "auto"))
-        half = self.config["half"]
+        self.class_map = {str(key).lower(): value for key, value in (settings.class_map or {}).items()}
+        self.device = str(resolve_device(settings.device))
+        half = settings.half
         self.half = self.device.startswith("cuda") if half == "auto" else bool(half)
-        weights = str(self.config["model"])
+        weights = str(settings.model)
         try:
             self.model = YOLO(weights)
         except Exception as error:  # ultralytics raises several types for a missing/bad file
-            key = self.config.get("config_key", "detect.model")
+            key = settings.config_key
             raise RuntimeError(
                 f"{key}: cannot load YOLO weights {weights!r} ({error}); download a segmentation "
                 f"checkpoint (e.g. yolov8x-seg.pt) once and set {key} to its path"
@@ -142,7 +142,7 @@ class YoloDetector:
                 f"detect.model {weights!r} is a {self.model.task!r} model; masks need a segmentation model (*-seg.pt)"
             )
         self.names: dict[int, str] = dict(self.model.names)
-        self.batch_size = max(1, int(self.config["batch_size"]))
+        self.batch_size = max(1, int(settings.batch_size))
 
     def _predict(self, images: Sequence[np.ndarray]):
         for image in images:
@@ -152,9 +152,9 @@ class YoloDetector:
             # ultralytics reads numpy arrays as BGR (OpenCV order); dualclip images are RGB.
             [np.ascontiguousarray(image[:, :, ::-1]) for image in images],
             conf=self.conf,
-            iou=float(self.config["iou"]),
-            imgsz=int(self.config["imgsz"]),
-            max_det=int(self.config["max_det"]),
+            iou=float(self.settings.iou),
+            imgsz=int(self.settings.imgsz),
+            max_det=int(self.settings.max_det),
             batch=self.batch_size,
             device=self.device,
             half=self.half,

@@ -12,24 +12,24 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dualclip.io import image_id, write_json, write_png
+from dualclip.registry import get_backend, register
+
+# a dataset's backend is its shard writer: (dataset section, split, shard, shard_size, out_dir, n_images=)
+register("download", "shapes", "dualclip.download:write_shapes_shard", "dualclip.download.shapes:WorldConfig",
+         "the synthetic world of coloured shapes, rendered with its ground-truth instance masks")
+register("download", "coco", "dualclip.download.coco:write_coco_shard", "dualclip.download.coco:CocoSettings",
+         "COCO 2017: a seeded, shard-stable subset with captions and instance annotations")
 
 
 def download_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: str | Path,
                    n_images: int | None = None) -> None:
     """Slots 0 .. n_images-1 of shard ``shard`` (images shard*shard_size + slot); n_images
     defaults to the shard size and is smaller for the partial last shard of a split."""
-    name = dataset["name"]
+    writer = get_backend("download", dataset["name"]).load()
     n_images = shard_size if n_images is None else int(n_images)
     if not 0 < n_images <= shard_size:
         raise ValueError(f"shard {shard} of {split}: {n_images} images do not fit a shard of shard_size {shard_size}")
-    if name == "shapes":
-        write_shapes_shard(dataset, split, shard, shard_size, Path(out_dir), n_images)
-    elif name == "coco":
-        from dualclip.download.coco import write_coco_shard
-
-        write_coco_shard(dataset, split, shard, shard_size, Path(out_dir), n_images=n_images)
-    else:
-        raise ValueError(f"dataset.name: unknown dataset {name!r}; use 'shapes' or 'coco'")
+    writer(dataset, split, shard, shard_size, Path(out_dir), n_images=n_images)
 
 
 def write_shapes_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: Path,

@@ -52,66 +52,61 @@ comparing their size with the annotations.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from dualclip.io import _atomic_write, image_id, write_json, write_png
-
-DEFAULTS = {
-    "root": "data/coco",
-    "seed": 0,
-    "coco_splits": {"train": "train2017", "val": "val2017"},  # dualclip split -> COCO split
-    "captions": "one",  # or "all"
-    "image_format": "png",  # or "jpeg"
-    "download": False,
-    "annotations_url": "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
-    "annotations_sha256": None,  # pinned checksum; otherwise recorded on first download
-    "images_url": "http://images.cocodataset.org",  # + /<coco split>/<file_name>
-    "min_side": 32,  # px: smaller images (thumbnails, 1x1 placeholders) are skipped
-    "max_pixels": 4096 * 4096,  # width x height above this is skipped; COCO's largest is 640x640
-}
+from dualclip.io import copy_file, image_id, read_json, write_json, write_png
+from dualclip.registry import Settings
+from dualclip.runtime import stable_seed_blake2b
 
 
-def _config(dataset: dict) -> dict:
-    config = {**DEFAULTS, **dataset}
-    if config["captions"] not in ("one", "all"):
-        raise ValueError(f"dataset.captions must be 'one' or 'all', got {config['captions']!r}")
-    if config["image_format"] not in ("png", "jpeg"):
-        raise ValueError(f"dataset.image_format must be 'png' or 'jpeg', got {config['image_format']!r}")
-    if int(config["min_side"]) < 1:
-        raise ValueError(f"dataset.min_side must be at least 1 px, got {config['min_side']!r}")
-    # Above PIL's bomb limit Image.open itself warns or raises before our check could
-    # name dataset.max_pixels, so the cap must stay within it (PIL's limit is not changed).
-    if not 1 <= int(config["max_pixels"]) <= Image.MAX_IMAGE_PIXELS:
-        raise ValueError(
-            f"dataset.max_pixels must be between 1 and {Image.MAX_IMAGE_PIXELS} (PIL's decompression-bomb limit), "
-            f"got {config['max_pixels']!r}"
-        )
-    return config
+@dataclass(frozen=True, kw_only=True)
+class CocoSettings(Settings):
+    """The dataset section's keys of ``name: coco``."""
+
+    root: str = "data/coco"
+    seed: int = 0
+    coco_splits: dict = field(default_factory=lambda: {"train": "train2017", "val": "val2017"})  # dualclip split -> COCO split
+    captions: str = "one"  # or "all"
+    image_format: str = "png"  # or "jpeg"
+    download: bool = False
+    annotations_url: str = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
+    annotations_sha256: str | None = None  # pinned checksum; otherwise recorded on first download
+    images_url: str = "http://images.cocodataset.org"  # + /<coco split>/<file_name>
+    min_side: int = 32  # px: smaller images (thumbnails, 1x1 placeholders) are skipped
+    max_pixels: int = 4096 * 4096  # width x height above this is skipped; COCO's largest is 640x640
+
+    def __post_init__(self):
+        if self.captions not in ("one", "all"):
+            raise ValueError(f"dataset.captions must be 'one' or 'all', got {self.captions!r}")
+        if self.image_format not in ("png", "jpeg"):
+            raise ValueError(f"dataset.image_format must be 'png' or 'jpeg', got {self.image_format!r}")
+        if int(self.min_side) < 1:
+            raise ValueError(f"dataset.min_side must be at least 1 px, got {self.min_side!r}")
+        # Above PIL's bomb limit Image.open itself warns or raises before our check could
+        # name dataset.max_pixels, so the cap must stay within it (PIL's limit is not changed).
+        if not 1 <= int(self.max_pixels) <= Image.MAX_IMAGE_PIXELS:
+            raise ValueError(
+                f"dataset.max_pixels must be between 1 and {Image.MAX_IMAGE_PIXELS} (PIL's decompression-bomb limit), "
+                f"got {self.max_pixels!r}"
+            )
 
 
-def coco_split(config: dict, split: str) -> str:
-    splits = config["coco_splits"]
+def coco_split(config: CocoSettings, split: str) -> str:
+    splits = config.coco_splits
     if split not in splits:
         raise ValueError(f"dataset.coco_splits has no COCO split for the {split!r} split; add e.g. {split}: val2017")
     return splits[split]
 
 
-def _hash(*parts) -> int:
-    digest = hashlib.blake2b("\x00".join(str(part) for part in parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
-
-
 def seeded_order(ids: Sequence[int], seed: int, salt: str = "") -> list[int]:
     """All ids in a seeded order that depends only on (seed, salt, id)."""
-    return sorted(ids, key=lambda value: (_hash(seed, salt, value), value))
+    return sorted(ids, key=lambda value: (stable_seed_blake2b(seed, salt, value), value))
 
 
 def shard_ids(order: Sequence[int], shard: int, shard_size: int, n_images: int | None = None) -> list[int]:
@@ -134,7 +129,7 @@ def choose_captions(captions: list[dict], seed: int, coco_image_id: int, mode: s
     ordered = sorted((caption for caption in captions if caption["caption"]), key=lambda caption: caption["id"])
     if not ordered:
         return []
-    chosen = ordered[_hash(seed, "caption", coco_image_id) % len(ordered)]
+    chosen = ordered[stable_seed_blake2b(seed, "caption", coco_image_id) % len(ordered)]
     if mode == "one":
         return [chosen]
     return [chosen] + [caption for caption in ordered if caption is not chosen]
@@ -166,14 +161,6 @@ def annotation_paths(root: Path, split: str) -> tuple[Path, Path]:
     return root / "annotations" / f"captions_{split}.json", root / "annotations" / f"instances_{split}.json"
 
 
-def _read(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); delete it and download the annotations again") from None
-
-
 def _images_by_id(data: dict, path: Path) -> dict[int, dict]:
     """The ``images`` list by id, refusing an id listed twice (the last entry would win)."""
     images: dict[int, dict] = {}
@@ -198,8 +185,9 @@ def load_index(root: str | Path, split: str) -> CocoIndex:
                 f"COCO annotations {path} not found; run the COCO prepare step (dataset.download: true) or unpack "
                 f"annotations_trainval2017.zip into {root}"
             )
-    captions_data = _read(captions_path)
-    instances_data = _read(instances_path)
+    fix = "delete it and download the annotations again"
+    captions_data = read_json(captions_path, "COCO annotation file", fix)
+    instances_data = read_json(instances_path, "COCO annotation file", fix)
     categories = {int(category["id"]): str(category["name"]) for category in instances_data.get("categories", [])}
     images = _images_by_id(instances_data, instances_path)
     caption_images = _images_by_id(captions_data, captions_path)
@@ -242,20 +230,20 @@ def prepare_coco(dataset: dict) -> Path:
     """Make sure the annotation files are in ``root`` (downloading them when allowed)."""
     from dualclip import fetch
 
-    config = _config(dataset)
-    root = Path(config["root"])
-    needed = [path for split in config["coco_splits"].values() for path in annotation_paths(root, split)]
+    config = CocoSettings.from_config(dataset, "dataset")
+    root = Path(config.root)
+    needed = [path for split in config.coco_splits.values() for path in annotation_paths(root, split)]
     if all(path.is_file() for path in needed):
         return root
-    if not config["download"]:
+    if not config.download:
         missing = [str(path) for path in needed if not path.is_file()]
         raise FileNotFoundError(f"COCO annotations missing: {missing}; set dataset.download: true or unpack them into {root}")
-    archive = root / Path(config["annotations_url"]).name
+    archive = root / Path(config.annotations_url).name
     # The extraction validates the download: a page served instead of the zip is deleted
     # and its checksum never recorded, so running again downloads the real file.
     fetch.download_and_extract(
-        config["annotations_url"], archive, root,
-        sha256=config["annotations_sha256"], lock_file=root / "checksums.json",
+        config.annotations_url, archive, root,
+        sha256=config.annotations_sha256, lock_file=root / "checksums.json",
     )
     missing = [str(path) for path in needed if not path.is_file()]
     if missing:
@@ -266,16 +254,16 @@ def prepare_coco(dataset: dict) -> Path:
 # --------------------------------------------------------------------------- images
 
 
-def _image_source(config: dict, split: str, info: dict) -> tuple[Path | None, str | None]:
+def _image_source(config: CocoSettings, split: str, info: dict) -> tuple[Path | None, str | None]:
     """(local path of the COCO image, or None and why it is not there)."""
-    path = Path(config["root"]) / split / info["file_name"]
+    path = Path(config.root) / split / info["file_name"]
     if path.is_file():
         return path, None
-    if not config["download"]:
+    if not config.download:
         return None, f"image file {path} missing (dataset.download is off)"
     from dualclip import fetch
 
-    url = f"{str(config['images_url']).rstrip('/')}/{split}/{info['file_name']}"
+    url = f"{str(config.images_url).rstrip('/')}/{split}/{info['file_name']}"
     try:
         # No checksum exists per image; decoding and the size check below verify it.
         return fetch.download(url, path, timeout=60.0, retries=3), None
@@ -283,18 +271,18 @@ def _image_source(config: dict, split: str, info: dict) -> tuple[Path | None, st
         return None, f"download failed: {error}"
 
 
-def _size_problem(config: dict, height: int, width: int, what: str) -> str | None:
+def _size_problem(config: CocoSettings, height: int, width: int, what: str) -> str | None:
     """Why an image of this size is not used, or None."""
-    if min(height, width) < int(config["min_side"]):
-        return (f"{what} {height}x{width}: shorter side below dataset.min_side ({config['min_side']} px); "
+    if min(height, width) < int(config.min_side):
+        return (f"{what} {height}x{width}: shorter side below dataset.min_side ({config.min_side} px); "
                 f"lower dataset.min_side to keep such images")
-    if height * width > int(config["max_pixels"]):
-        return (f"{what} {height}x{width} = {height * width} pixels, above dataset.max_pixels ({config['max_pixels']}); "
+    if height * width > int(config.max_pixels):
+        return (f"{what} {height}x{width} = {height * width} pixels, above dataset.max_pixels ({config.max_pixels}); "
                 f"not decoded (raise dataset.max_pixels to keep such images)")
     return None
 
 
-def _load_image(config: dict, path: Path, info: dict) -> tuple[np.ndarray | None, str | None]:
+def _load_image(config: CocoSettings, path: Path, info: dict) -> tuple[np.ndarray | None, str | None]:
     expected = (int(info["height"]), int(info["width"]))
     try:
         with warnings.catch_warnings():
@@ -304,7 +292,7 @@ def _load_image(config: dict, path: Path, info: dict) -> tuple[np.ndarray | None
             image = Image.open(path)
     except Image.DecompressionBombError as error:
         # over twice PIL's limit, hence over dataset.max_pixels: PIL refused it from the header
-        return None, f"image file {path} is above dataset.max_pixels ({config['max_pixels']}); not decoded ({error})"
+        return None, f"image file {path} is above dataset.max_pixels ({config.max_pixels}); not decoded ({error})"
     except (OSError, ValueError) as error:
         return None, f"image file {path} cannot be decoded ({error}); delete it to fetch it again"
     with image:
@@ -321,10 +309,10 @@ def _load_image(config: dict, path: Path, info: dict) -> tuple[np.ndarray | None
     return rgb, None
 
 
-def image_record(config: dict, index: CocoIndex, coco_id: int, split: str, shard: int, slot: int) -> dict:
+def image_record(config: CocoSettings, index: CocoIndex, coco_id: int, split: str, shard: int, slot: int) -> dict:
     info = index.images[coco_id]
     captions = index.captions[coco_id]
-    chosen = choose_captions(captions, int(config["seed"]), coco_id, config["captions"])
+    chosen = choose_captions(captions, int(config.seed), coco_id, config.captions)
     empty = sorted(caption["id"] for caption in captions if not caption["caption"])
     return {
         "image_id": image_id(split, shard, slot),
@@ -334,7 +322,7 @@ def image_record(config: dict, index: CocoIndex, coco_id: int, split: str, shard
         "coco_split": index.split,
         "coco_image_id": coco_id,
         "file_name": info["file_name"],
-        "image_file": f"{slot}.{'jpg' if config['image_format'] == 'jpeg' else 'png'}",
+        "image_file": f"{slot}.{'jpg' if config.image_format == 'jpeg' else 'png'}",
         "height": int(info["height"]),
         "width": int(info["width"]),
         "caption": chosen[0]["caption"] if chosen else "",
@@ -345,7 +333,7 @@ def image_record(config: dict, index: CocoIndex, coco_id: int, split: str, shard
     }
 
 
-def write_slot(config: dict, index: CocoIndex, coco_id: int, split: str, shard: int, slot: int, out_dir: Path) -> dict:
+def write_slot(config: CocoSettings, index: CocoIndex, coco_id: int, split: str, shard: int, slot: int, out_dir: Path) -> dict:
     record = image_record(config, index, coco_id, split, shard, slot)
     info = index.images[coco_id]
     # Checks that need no image come first: a slot they skip is never fetched.
@@ -361,9 +349,8 @@ def write_slot(config: dict, index: CocoIndex, coco_id: int, split: str, shard: 
         # The other stages expect an image file per slot; they skip by the record's status.
         write_png(out_dir / f"{slot}.png", np.zeros((1, 1, 3), dtype=np.uint8))
         record["image_file"] = f"{slot}.png"
-    elif config["image_format"] == "jpeg":
-        data = source.read_bytes()
-        _atomic_write(target, lambda handle: handle.write(data))
+    elif config.image_format == "jpeg":
+        copy_file(source, target)
     else:
         write_png(target, image)
     write_json(out_dir / f"{slot}.json", record)
@@ -376,11 +363,11 @@ def write_coco_shards(dataset: dict, split: str, shards: Sequence[int], shard_si
 
     ``n_images``: images of each shard (the workflow's partial last shard has fewer than
     ``shard_size``); by default full shards, cut at the config's ``n_<split>`` if set."""
-    config = _config(dataset)
+    config = CocoSettings.from_config(dataset, "dataset")
     if index is None:
-        index = load_index(config["root"], coco_split(config, split))
-    order = seeded_order(index.order_ids, int(config["seed"]), index.split)
-    n_split = config.get(f"n_{split}")
+        index = load_index(config.root, coco_split(config, split))
+    order = seeded_order(index.order_ids, int(config.seed), index.split)
+    n_split = dataset.get(f"n_{split}")  # the workflow leaves it out (see the module docstring)
     written = []
     for position, (shard, out_dir) in enumerate(zip(shards, out_dirs)):
         out_dir = Path(out_dir)

@@ -14,11 +14,13 @@ compositions never seen in training.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from dualclip.registry import Settings
+from dualclip.runtime import stable_seed
 
 SHAPES = ["circle", "square", "triangle", "star", "hexagon", "cross"]
 COLOURS = {
@@ -34,8 +36,10 @@ NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 RELATIONS = {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}
 
 
-@dataclass(frozen=True)
-class WorldConfig:
+@dataclass(frozen=True, kw_only=True)
+class WorldConfig(Settings):
+    """The dataset section's keys of ``name: shapes``."""
+
     seed: int = 0
     image_size: int = 64
     min_objects: int = 1
@@ -47,17 +51,11 @@ class WorldConfig:
     test_triplet_rate: float = 0.2
 
     @classmethod
-    def from_config(cls, config: dict) -> "WorldConfig":
-        world = cls(**{key: config[key] for key in cls.__dataclass_fields__ if key in config})
+    def from_config(cls, config: dict, where: str = "dataset") -> "WorldConfig":
+        world = super().from_config(config, where)
         if world.min_objects > world.max_objects:
             raise ValueError(f"dataset.min_objects ({world.min_objects}) is above dataset.max_objects ({world.max_objects})")
         return world
-
-
-def stable_seed(*parts) -> int:
-    """A seed from any values, stable across processes (Python's hash() is salted)."""
-    digest = hashlib.sha256("/".join(str(part) for part in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFFFFFFFFFFFFFF
 
 
 def heldout_pairs(world_seed: int) -> set[tuple[str, str]]:

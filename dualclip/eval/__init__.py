@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dualclip.io import read_json
 
 
@@ -36,7 +34,8 @@ def evaluate_synthetic(model_file: str, suites_file: str, scores_file: str, per_
                        device: str = "auto", batch_size: int = 256):
     from dualclip.eval.synthetic import score_suites
     from dualclip.io import write_text
-    from dualclip.train.models import load_checkpoint_model, resolve_device
+    from dualclip.runtime import resolve_device
+    from dualclip.train.models import load_checkpoint_model
 
     model, preprocess, tokenizer, checkpoint = load_checkpoint_model(model_file, resolve_device(device))
     per_item, summary = score_suites(model, preprocess, tokenizer, read_json(suites_file), resolve_device(device), batch_size)

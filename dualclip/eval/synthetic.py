@@ -15,6 +15,15 @@ Scoring as the official code: correct only when the positive scores strictly hig
 than every negative (ties are wrong). Every text suite also gets a ``blind`` score:
 the same texts scored against the mean test-image embedding, which exposes text-prior
 shortcuts such as "the longer caption wins".
+
+Zero-shot classification (``zs_shape``, ``zs_colour``; metric ``top1``), the synthetic
+counterpart of ImageNet zero-shot: each single-object test scene is classified by its shape
+and by its colour against prompts in the world's caption style ("a photo of a red circle",
+:data:`CLASSIFICATION_TEMPLATES`). A class embedding is the normalised mean of its prompts'
+normalised embeddings over the templates and over every value of the other attribute
+(prompt ensembling as CLIP's); the true class must score strictly highest. It shows what a
+compositional fine-tune costs on plain recognition. Its prompts and images are encoded
+after, and apart from, the other suites' so that their scores stay bit-identical.
 """
 
 from __future__ import annotations
@@ -27,16 +36,27 @@ import torch
 from tqdm import tqdm
 
 from dualclip.download.shapes import (
-    COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, article, join_list, render_scene, relation_between, stable_seed,
+    COLOURS,
+    NUMBER_WORDS,
+    RELATIONS,
+    SHAPES,
+    article,
+    join_list,
+    relation_between,
+    render_scene,
 )
 from dualclip.inpaint import dilate
 from dualclip.inpaint.opencv import OpenCVInpainter
 from dualclip.io import write_json, write_png
+from dualclip.runtime import stable_seed
 
 TEXT_SUITES = ["aro_relation", "aro_attribution", "sc_replace_obj", "sc_replace_att", "sc_swap_obj", "sc_swap_att",
                "sc_add_obj", "sc_add_att", "valse_existence", "valse_counting", "omission"]
 IMAGE_SUITES = ["image_side", "image_side_sham"]
-ALL_SUITES = TEXT_SUITES + IMAGE_SUITES + ["retrieval_t2i"]
+#: zero-shot classification suite -> the scene attribute it predicts
+CLASSIFICATION_SUITES = {"zs_shape": "shape", "zs_colour": "colour"}
+ALL_SUITES = TEXT_SUITES + IMAGE_SUITES + ["retrieval_t2i", *CLASSIFICATION_SUITES]
+CLASSIFICATION_TEMPLATES = ("{}", "a photo of {}")
 
 
 def phrase(obj: dict, with_colour: bool = True, with_size: bool = False, colour: str | None = None,
@@ -176,6 +196,7 @@ def build_suites(inpaint_config: dict, test_records: list[tuple[str, dict]], sui
     builder = SuiteBuilder(inpaint_config, Path(image_dir) if image_dir else out_file.parent / "images")
     items = []
     retrieval = []
+    classification = []
     for image_path, record in tqdm(test_records, desc="build suites", mininterval=10):
         scene = record["scene"]
         rng = np.random.default_rng(stable_seed("suites", seed, scene["index"]))
@@ -184,11 +205,21 @@ def build_suites(inpaint_config: dict, test_records: list[tuple[str, dict]], sui
             items.append(item)
         order = [scene["objects"][i] for i in rng.permutation(len(scene["objects"]))]
         retrieval.append({"image": image_path, "caption": join_list([phrase(o) for o in order]), "object_set": list(map(list, object_set(scene)))})
+        if len(scene["objects"]) == 1:  # no other object to confuse the single label with
+            obj = scene["objects"][0]
+            classification.append({"image": image_path, "scene": scene["index"], "shape": obj["shape"],
+                                   "colour": obj["colour"], "novel": bool(obj.get("novel_pair"))})
     counts = pd.Series([item["suite"] for item in items]).value_counts().to_dict()
+    counts.update({suite: len(classification) for suite in CLASSIFICATION_SUITES if suite in suites and classification})
     missing = [suite for suite in suites if suite not in counts and suite != "retrieval_t2i"]
     if missing:
-        raise ValueError(f"eval.suites: no test item could be built for {missing}; raise dataset.n_test")
-    write_json(out_file, {"items": items, "retrieval": retrieval if "retrieval_t2i" in suites else [], "counts": counts})
+        raise ValueError(f"eval.suites: no test item could be built for {missing}; raise dataset.n_test"
+                         + (" (zero-shot classification needs single-object scenes: dataset.min_objects: 1)"
+                            if any(suite in CLASSIFICATION_SUITES for suite in missing) else ""))
+    classified = [suite for suite in CLASSIFICATION_SUITES if suite in suites]
+    write_json(out_file, {"items": items, "retrieval": retrieval if "retrieval_t2i" in suites else [],
+                          "classification": {"suites": classified, "items": classification if classified else []},
+                          "counts": counts})
     return counts
 
 
@@ -210,7 +241,43 @@ def encode(model, preprocess, tokenizer, images: list[str], texts: list[str], de
     for start in range(0, len(texts), batch_size):
         tokens = tokenizer(texts[start:start + batch_size]).to(device)
         text_features.append(torch.nn.functional.normalize(model.encode_text(tokens).float(), dim=-1).cpu())
-    return torch.cat(image_features), torch.cat(text_features)
+    # either list may be empty: dualclip.eval.manifold embeds images only
+    return (torch.cat(image_features) if image_features else torch.empty(0),
+            torch.cat(text_features) if text_features else torch.empty(0))
+
+
+def class_prompts(attribute: str) -> dict[str, list[str]]:
+    """Class -> its prompts: every template with every value of the other attribute."""
+    classes, others = (SHAPES, list(COLOURS)) if attribute == "shape" else (list(COLOURS), SHAPES)
+    def name(cls, other):
+        colour, shape = (other, cls) if attribute == "shape" else (cls, other)
+        return f"{article(colour)} {colour} {shape}"
+    return {cls: [t.format(name(cls, other)) for other in others for t in CLASSIFICATION_TEMPLATES] for cls in classes}
+
+
+def classification_rows(model, preprocess, tokenizer, classification: dict, device, batch_size: int) -> list[dict]:
+    """Per-item rows of the zero-shot classification suites (a tie for first place is wrong)."""
+    entries = classification.get("items", [])
+    if not entries:
+        return []
+    rows = []
+    for suite in classification["suites"]:
+        attribute = CLASSIFICATION_SUITES[suite]
+        prompts = class_prompts(attribute)
+        texts = [t for ts in prompts.values() for t in ts]
+        image_features, text_features = encode(model, preprocess, tokenizer, [e["image"] for e in entries], texts,
+                                               device, batch_size)
+        per_class = text_features.reshape(len(prompts), -1, text_features.shape[-1])
+        weights = torch.nn.functional.normalize(per_class.mean(1), dim=-1)
+        scores = image_features @ weights.T
+        classes = list(prompts)
+        for k, entry in enumerate(entries):
+            truth = classes.index(entry[attribute])
+            others = [float(v) for j, v in enumerate(scores[k]) if j != truth]
+            rows.append({"item_id": f"{suite}-{k}", "suite": suite, "novel": entry["novel"], "n_objects": 1,
+                         "positive_score": float(scores[k, truth]), "best_negative_score": max(others),
+                         "correct": strictly_best(float(scores[k, truth]), others), "blind_correct": None})
+    return rows
 
 
 def strictly_best(positive: float, negatives: list[float]) -> bool:
@@ -261,6 +328,7 @@ def score_suites(model, preprocess, tokenizer, suites: dict, device="cpu", batch
         rows.append({"item_id": f"retrieval_t2i-{k}", "suite": "retrieval_t2i", "novel": None, "n_objects": len(entry["object_set"]),
                      "positive_score": float(scores[image_index[entry["image"]]]), "best_negative_score": None,
                      "correct": bool(hit), "blind_correct": None})
+    rows += classification_rows(model, preprocess, tokenizer, suites.get("classification") or {}, device, batch_size)
     per_item = pd.DataFrame(rows)
     return per_item, summarise(per_item)
 
@@ -268,7 +336,7 @@ def score_suites(model, preprocess, tokenizer, suites: dict, device="cpu", batch
 def summarise(per_item: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for suite, group in per_item.groupby("suite", sort=False):
-        metric = "R@1" if suite == "retrieval_t2i" else "accuracy"
+        metric = "R@1" if suite == "retrieval_t2i" else "top1" if suite in CLASSIFICATION_SUITES else "accuracy"
         rows.append({"benchmark": "synthetic", "suite": suite, "metric": metric, "value": 100 * group["correct"].mean(), "n_items": len(group)})
         blind = group["blind_correct"].dropna()
         if len(blind):

@@ -15,12 +15,15 @@ uses it when present; the OpenCV backend works one image at a time.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 import cv2
 import numpy as np
 
+from dualclip.registry import Settings, create, register
 from dualclip.subsets import nonempty_subsets, subset_name
+
 
 class Inpainter(Protocol):
     name: str
@@ -35,17 +38,21 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
 
 
+@dataclass(frozen=True, kw_only=True)
+class InpaintSettings(Settings):
+    """The inpaint stage's own keys (``run_shard``), whatever the backend."""
+
+    dilation: int = 2  # pixels added around each component's mask before inpainting
+
+
+register("inpaint", "opencv", "dualclip.inpaint.opencv:OpenCVInpainter", "dualclip.inpaint.opencv:OpenCVSettings",
+         "OpenCV's Telea or Navier-Stokes inpainting: fast, CPU only")
+register("inpaint", "sd", "dualclip.inpaint.sd:StableDiffusionInpainter", "dualclip.inpaint.sd:SDSettings",
+         "a Stable Diffusion inpainting pipeline (diffusers), subsets batched across images")
+
+
 def get_inpainter(config: dict) -> Inpainter:
-    backend = config["backend"]
-    if backend == "opencv":
-        from dualclip.inpaint.opencv import OpenCVInpainter
-
-        return OpenCVInpainter(config)
-    if backend == "sd":
-        from dualclip.inpaint.sd import StableDiffusionInpainter
-
-        return StableDiffusionInpainter(config)
-    raise ValueError(f"inpaint.backend: unknown backend {backend!r}; use 'opencv' or 'sd'")
+    return create("inpaint", config)
 
 
 def run_shard(config: dict, image_files: list[str], detect_files: list[str], out_files: list[str], seed: int = 0) -> None:
@@ -59,11 +66,11 @@ def run_shard(config: dict, image_files: list[str], detect_files: list[str], out
 
     from tqdm import tqdm
 
-    from dualclip.download.shapes import stable_seed
     from dualclip.io import bits_to_masks, read_json, read_label_png, read_rgb, write_json, write_png
+    from dualclip.runtime import stable_seed
 
     inpainter = get_inpainter(config)
-    dilation = int(config.get("dilation", 2))
+    dilation = int(InpaintSettings.from_config(config, "inpaint").dilation)
     progress = tqdm(total=len(out_files), desc=f"inpaint ({inpainter.name})", unit="image", mininterval=5)
 
     def write_record(out: str, image_id: str, duals: list[dict]) -> None:

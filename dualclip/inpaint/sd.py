@@ -15,24 +15,29 @@ for bit, whatever the model and the resampling did there.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
-DEFAULTS = {
-    "model": "models/stable-diffusion-inpainting",  # local diffusers folder (save_pretrained layout)
-    "prompt": "empty background, natural continuation of the surrounding scene, high quality photo",
-    "negative_prompt": "object, person, animal, text, watermark, frame, blurry, distorted, artifacts",
-    "steps": 30,
-    "guidance": 7.5,
-    "strength": 1.0,
-    "resolution": None,  # None: the model's own (unet sample_size * vae scale factor)
-    "batch_size": 16,  # subsets per pipeline call, packed across consecutive images
-    "dtype": "auto",  # float16 on CUDA, float32 on CPU
-    "scheduler": None,  # e.g. DPMSolverMultistepScheduler to replace the model's scheduler
-    "safety_checker": False,  # True keeps the model's checker; flagged outputs then come back black
-}
+from dualclip.registry import Settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class SDSettings(Settings):
+    model: str = "models/stable-diffusion-inpainting"  # local diffusers folder (save_pretrained layout)
+    prompt: str = "empty background, natural continuation of the surrounding scene, high quality photo"
+    negative_prompt: str = "object, person, animal, text, watermark, frame, blurry, distorted, artifacts"
+    steps: int = 30
+    guidance: float = 7.5
+    strength: float = 1.0
+    resolution: int | None = None  # None: the model's own (unet sample_size * vae scale factor)
+    batch_size: int = 16  # subsets per pipeline call, packed across consecutive images
+    dtype: str = "auto"  # float16 on CUDA, float32 on CPU
+    scheduler: str | None = None  # e.g. DPMSolverMultistepScheduler to replace the model's scheduler
+    safety_checker: bool = False  # True keeps the model's checker; flagged outputs then come back black
+    device: str = "auto"
 
 
 class StableDiffusionInpainter:
@@ -42,19 +47,20 @@ class StableDiffusionInpainter:
         import torch
         from diffusers import StableDiffusionInpaintPipeline
 
-        from dualclip.llm import resolve_device, resolve_path
+        from dualclip.llm import resolve_path
+        from dualclip.runtime import resolve_device
 
-        self.config = {**DEFAULTS, **config}
-        self.device = resolve_device(self.config.get("device", "auto"))
-        dtype = self.config["dtype"]
+        self.settings = settings = SDSettings.from_config(config, "inpaint")
+        self.device = str(resolve_device(settings.device))
+        dtype = settings.dtype
         if dtype in (None, "", "auto"):
             # bf16/fp16 halve memory on a GPU; CPU kernels for fp16 are slow or missing.
             self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         else:
             self.dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-        model = str(self.config["model"])
+        model = str(settings.model)
         source = str(resolve_path(model)) if resolve_path(model).exists() else model
-        extra = {} if self.config["safety_checker"] else {"safety_checker": None, "requires_safety_checker": False}
+        extra = {} if settings.safety_checker else {"safety_checker": None, "requires_safety_checker": False}
         try:
             self.pipe = StableDiffusionInpaintPipeline.from_pretrained(source, dtype=self.dtype, **extra)
         except (OSError, ValueError) as error:
@@ -74,20 +80,20 @@ class StableDiffusionInpainter:
                 f"inpaint.model {model!r} has a {self.pipe.unet.config.in_channels}-channel UNet; use an inpainting "
                 "checkpoint (9 input channels: latents, mask, masked-image latents)"
             )
-        if self.config["scheduler"]:
+        if settings.scheduler:
             import diffusers
 
-            scheduler_class = getattr(diffusers, self.config["scheduler"], None)
+            scheduler_class = getattr(diffusers, settings.scheduler, None)
             if scheduler_class is None:
-                raise ValueError(f"inpaint.scheduler {self.config['scheduler']!r} is not a diffusers scheduler class")
+                raise ValueError(f"inpaint.scheduler {settings.scheduler!r} is not a diffusers scheduler class")
             self.pipe.scheduler = scheduler_class.from_config(self.pipe.scheduler.config)
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         native = int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
-        self.resolution = int(self.config["resolution"] or native)
+        self.resolution = int(settings.resolution or native)
         if self.resolution % 8:
             raise ValueError(f"inpaint.resolution must be a multiple of 8, got {self.resolution}")
-        self.batch_size = max(1, int(self.config["batch_size"]))
+        self.batch_size = max(1, int(settings.batch_size))
         self.last_nsfw: list[bool] = []
         self._torch = torch
 
@@ -174,15 +180,15 @@ class StableDiffusionInpainter:
         # CPU generators give the same noise on any device (diffusers' advice for reproducibility).
         generators = [torch.Generator("cpu").manual_seed(seed) for _, _, seed in work]
         result = self.pipe(
-            prompt=[self.config["prompt"]] * len(work),
-            negative_prompt=[self.config["negative_prompt"]] * len(work),
+            prompt=[self.settings.prompt] * len(work),
+            negative_prompt=[self.settings.negative_prompt] * len(work),
             image=[model_image for model_image, _, _ in work],
             mask_image=[model_mask for _, model_mask, _ in work],
             height=self.resolution,
             width=self.resolution,
-            num_inference_steps=int(self.config["steps"]),
-            guidance_scale=float(self.config["guidance"]),
-            strength=float(self.config["strength"]),
+            num_inference_steps=int(self.settings.steps),
+            guidance_scale=float(self.settings.guidance),
+            strength=float(self.settings.strength),
             generator=generators,
             output_type="np",
         )

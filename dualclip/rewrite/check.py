@@ -32,9 +32,17 @@ PERSON_LABELS = {"person", "people", "human"}
 PERSON_WORDS = {"person", "people", "persons", "someone", "somebody", "he", "she", "him", "his", "her", "hers",
                 "himself", "herself", "man", "men", "woman", "women", "guy", "lady", "boy", "girl", "child", "kid"}
 DETERMINERS = {"a", "an", "the", "this", "that", "these", "those", "some", "every", "each", "another"}
-PREPOSITIONS = {"of", "on", "in", "at", "with", "to", "from", "by", "under", "above", "below", "behind", "beside",
+PREPOSITIONS = {"up", "down", "out", "off", "of", "on", "in", "at", "with", "to", "from", "by", "under", "above", "below", "behind", "beside",
                 "near", "into", "onto", "over", "across", "inside", "outside", "next", "between", "against", "along"}
 CONJUNCTIONS = {"and", "or", "but", "while", "as"}
+# Prepositions that are also adverbs or particles ("standing outside", "looks on", "an outside market").
+ADVERB_PREPOSITIONS = {"on", "in", "under", "above", "below", "behind", "inside", "outside", "over", "across", "along",
+                       "near", "by", "up", "down", "out", "off"}
+NUMBER_WORDS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "several", "some", "many"}
+AUXILIARIES = {"is", "are", "was", "were", "be", "been", "being", "has", "have", "had", "can", "could", "will", "would",
+               "may", "might", "must", "should", "do", "does", "did"}
+# Possessives a rewriter may turn into "the" when their owner is removed ("his dog" -> "the dog").
+POSSESSIVES = {"his", "her", "their", "its", "my", "our", "your"}
 QUANTITY_NOUNS = {"pair", "couple", "group", "bunch", "herd", "flock", "set", "pile", "stack", "lot", "number",
                   "crowd", "team", "row", "collection", "variety", "assortment", "plenty", "lots", "pack", "fleet"}
 SUBJECT_DEPS = ("nsubj", "nsubjpass")
@@ -104,6 +112,16 @@ def _count_word(text: str, word: str) -> int:
     return len(re.findall(rf"\b{re.escape(word.lower())}\b", text.lower()))
 
 
+def _kept_phrase_present(phrase: str, dual_lower: str) -> bool:
+    """Whether a kept component's phrase is in the (lower-cased, whitespace-normalised)
+    dual text, also with a possessive of a removed owner turned into "the"."""
+    words = phrase.lower().split()
+    variants = [" ".join(words)]
+    if words and words[0] in POSSESSIVES:
+        variants.append(" ".join(["the", *words[1:]]))
+    return any(v in dual_lower for v in variants)
+
+
 def count_problems(dual_text: str, caption: str, components: list[Component], subset, synonyms) -> list[str]:
     """The parser-free layer: kept components present with their attributes, removed
     nouns (with synonyms and person words) gone."""
@@ -112,10 +130,11 @@ def count_problems(dual_text: str, caption: str, components: list[Component], su
     dual_lower = dual_text.lower()
     removed_per_head: Counter = Counter()
     kept_texts = []
+    dual_lower = " ".join(dual_lower.split())
     for component in components:
         if component.index in removed:
             removed_per_head[component.head.lower()] += 1
-        elif component.text.lower() not in dual_lower:
+        elif not _kept_phrase_present(component.text, dual_lower):
             shared = any(c.index in removed and c.head.lower() == component.head.lower() for c in components)
             if component.attributes and not shared and _count_word(dual_text, component.head):
                 problems.append(f"kept component {component.text!r} lost its attributes")
@@ -171,6 +190,37 @@ def _verb_subject(token, depth: int = 0):
     return None
 
 
+def _subject_group(verb, subject) -> list:
+    """The nouns a verb is said of: its subject with the nouns coordinated with it ("one
+    apple and several oranges sit": not orphaned by removing the apple); a participle
+    after "a man and a woman" is said of both."""
+    top = subject
+    while top.dep_ == "conj" and top.head is not top:
+        top = top.head
+    members, todo = [], [top]
+    while todo:
+        node = todo.pop()
+        members.append(node)
+        todo += [c for c in node.children if c.dep_ == "conj"]
+    if verb.dep_ in ("acl", "relcl") and subject is verb.head and verb.i < max(m.i for m in members):
+        return [subject]  # a participle inside the coordination is said of its own noun
+    return members
+
+
+def _misparsed_participle(token, orphan_indices: set[int]) -> bool:
+    """"standing in a field flying kites": spaCy reads "flying" as an adjective of the
+    kites, after another noun ("field"); in the object of a removed subject's verb it is
+    said of that subject."""
+    doc = token.doc
+    if token.tag_ != "VBG" or token.dep_ != "amod" or token.i == 0:
+        return False
+    previous = doc[token.i - 1]
+    if previous.pos_ != "NOUN" or previous.dep_ == "compound" and previous.head.i == token.head.i:
+        return False
+    noun = token.head
+    return noun.dep_ == "pobj" and noun.head.head.i in orphan_indices
+
+
 def _component_heads(doc, components: list[Component]) -> dict[int, int]:
     """token index of each component's head noun in the caption's Doc."""
     heads = {}
@@ -182,20 +232,51 @@ def _component_heads(doc, components: list[Component]) -> dict[int, int]:
     return heads
 
 
-def lexical_problems(dual_text: str) -> list[str]:
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+(?:'[^\W_]+)?|[^\w\s]", text.lower())
+
+
+@functools.lru_cache(maxsize=4096)
+def _prepositions_used(caption: str) -> frozenset:
+    """The words the caption uses as prepositions: those before a determiner or number."""
+    tokens = _tokens(caption)
+    return frozenset(word for word, nxt in zip(tokens, tokens[1:])
+                     if nxt in DETERMINERS or nxt.isdigit() or nxt in NUMBER_WORDS or nxt in POSSESSIVES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pairs(caption: str) -> frozenset:
+    """The caption's adjacent word pairs, the last word paired with what ends it."""
+    tokens = _tokens(caption)
+    return frozenset(zip(tokens, [*tokens[1:], ""]))
+
+
+def lexical_problems(dual_text: str, caption: str | None = None) -> list[str]:
     """Broken function words, read off the words alone (no parse): a determiner without
     its noun ("the ."), a preposition without its object ("of and"), a conjunction with
-    nothing to join, a quantity noun with a singular object ("a pair of a ball")."""
+    nothing to join, a quantity noun with a singular object ("a pair of a ball").
+
+    A word that is also an adverb or particle ("standing outside", "looks on") counts as
+    a dangling preposition only where the caption used it as a preposition (before a
+    determiner or number), and a determiner before such a word only when no noun follows
+    ("an outside market" and "the inside of a toilet" are fine)."""
     problems = []
-    tokens = re.findall(r"[^\W_]+(?:'[^\W_]+)?|[^\w\s]", dual_text.lower())
+    tokens = _tokens(dual_text)
+    as_preposition = _prepositions_used(caption) if caption is not None else frozenset()
+    caption_pairs = _pairs(caption) if caption is not None else frozenset()
     for position, word in enumerate(tokens):
         nxt = tokens[position + 1] if position + 1 < len(tokens) else None
+        after = tokens[position + 2] if position + 2 < len(tokens) else None
         ends_phrase = nxt is None or not (nxt[0].isalnum()) or nxt in CONJUNCTIONS
-        if word in DETERMINERS and (ends_phrase or nxt in DETERMINERS or nxt in PREPOSITIONS - {"next"}):
+        noun_follows = after is not None and after[0].isalnum() and after not in DETERMINERS | CONJUNCTIONS | PREPOSITIONS
+        if word in DETERMINERS and (ends_phrase or nxt in DETERMINERS or (
+                nxt in PREPOSITIONS - {"next"} and not (nxt in ADVERB_PREPOSITIONS and (noun_follows or after == "of")))):
             problems.append(f"determiner {word!r} without its noun")
-        elif word in PREPOSITIONS and (ends_phrase or nxt in PREPOSITIONS - {"to", "of"}):
+        elif word in PREPOSITIONS and (ends_phrase or nxt in PREPOSITIONS - {"to", "of"}) and not (
+                caption is not None and word in ADVERB_PREPOSITIONS and word not in as_preposition) \
+                and (word, nxt or "") not in caption_pairs:  # "as another looks on." as in the caption
             problems.append(f"dangling function words {word + (' ' + nxt if nxt is not None else '')!r}")
-        elif word in CONJUNCTIONS and (position == 0 or nxt in CONJUNCTIONS or nxt is None):
+        elif word in CONJUNCTIONS and (position == 0 or ends_phrase):  # "... a dog and." too
             problems.append(f"dangling conjunction {word!r}")
         if word in QUANTITY_NOUNS and nxt == "of" and position + 2 < len(tokens) and tokens[position + 2] in ("a", "an"):
             problems.append(f"quantity noun with a singular object {' '.join(tokens[position:position + 3])!r}")
@@ -216,10 +297,13 @@ def removed_subject_words(caption_doc, components: list[Component], subset):
     if not removed_heads:
         return orphan_verbs, kept_verbs, orphan_relations, kept_relations
     orphan_indices: set[int] = set()
+    removed_heads_tokens = [caption_doc[i] for i in sorted(removed_heads)]
     for token in caption_doc:
         if token.pos_ in ("VERB", "AUX") or token.tag_ in ("VBG", "VBN"):
             subject = _verb_subject(token)
-            if subject is not None and subject.i in removed_heads:
+            if subject is None and _misparsed_participle(token, orphan_indices):
+                subject = next(iter(removed_heads_tokens))
+            if subject is not None and all(member.i in removed_heads for member in _subject_group(token, subject)):
                 orphan_verbs[token.lower_] += 1
                 orphan_indices.add(token.i)
                 for child in token.children:
@@ -259,6 +343,29 @@ def needs_parse(dual_text: str, orphans) -> bool:
     return bool(words & set(orphan_verbs)) or any(prep in words and obj in words for prep, obj in orphan_relations)
 
 
+def caption_verb_words(caption_doc) -> tuple[frozenset, frozenset]:
+    """(finite verbs, all verbs) of a parsed caption, as lower-cased words."""
+    verbs = [t for t in caption_doc if t.pos_ in ("VERB", "AUX")]
+    return (frozenset(t.lower_ for t in verbs if t.tag_ in ("VBZ", "VBP", "VBD") and t.pos_ == "VERB"),
+            frozenset(t.lower_ for t in verbs))
+
+
+def clause_problems(dual_text: str, caption: str, finite: frozenset, verbs: frozenset) -> list[str]:
+    """A finite verb of the caption now followed by "and" where the caption went on with
+    its object ("a hippo looks and some oxen" from "looks at them and some oxen"): a
+    sentence joined to a noun phrase; two verbs of the caption that its removed words
+    kept apart ("is displayed [in glass] stacked", "laying [in bed] reading")."""
+    if not verbs:
+        return []
+    tokens = _tokens(dual_text)
+    pairs = _pairs(caption)
+    problems = [f"verb {word!r} joined to a noun phrase" for word, nxt in zip(tokens, tokens[1:])
+                if word in finite and nxt == "and" and (word, nxt) not in pairs]
+    problems += [f"verbs {word + ' ' + nxt!r} run together" for word, nxt in zip(tokens, tokens[1:])
+                 if word in verbs and nxt in verbs and (word, nxt) not in pairs and word not in AUXILIARIES]
+    return problems
+
+
 def parsed_problems(dual_doc, orphans) -> list[str]:
     """On the parsed dual text: a verb of the removed subject now said of a kept noun
     ("A cup wearing a backpack."), a relation of that verb now joining kept nouns ("A
@@ -292,15 +399,20 @@ def check_dual_texts(items, vocabulary=None, spacy_model: str = DEFAULT_SPACY_MO
     cache = _DocCache(nlp) if nlp is not None else _cache(spacy_model)
     may_have_verbs = {caption: caption_may_have_verbs(caption, components) for _, caption, components, _ in items}
     cache.fill([caption for caption, needed in may_have_verbs.items() if needed])  # each caption once
+    # kept here: filling the cache with the dual texts below may evict them
+    caption_docs = {caption: cache[caption] for caption, needed in may_have_verbs.items() if needed}
+    caption_verbs = {caption: caption_verb_words(doc) for caption, doc in caption_docs.items()}
     nothing = (Counter(), Counter(), Counter(), Counter())
-    orphans = [removed_subject_words(cache[caption], components, subset) if may_have_verbs[caption] else nothing
+    orphans = [removed_subject_words(caption_docs[caption], components, subset) if may_have_verbs[caption] else nothing
                for _, caption, components, subset in items]
     parse = [bool(dual.strip()) and needs_parse(dual, found) for (dual, _, _, _), found in zip(items, orphans)]
     cache.fill([dual for (dual, _, _, _), needed in zip(items, parse) if needed])  # one pipe for the rest
     results = []
     for (dual_text, caption, components, subset), found, needed in zip(items, orphans, parse):
         problems = count_problems(dual_text, caption, components, subset, synonyms)
-        extra = lexical_problems(dual_text) + (parsed_problems(cache[dual_text], found) if needed else [])
+        extra = lexical_problems(dual_text, caption) + (
+            clause_problems(dual_text, caption, *caption_verbs[caption]) if caption in caption_verbs else []) + (
+            parsed_problems(cache[dual_text], found) if needed else [])
         problems += [problem for problem in dict.fromkeys(extra) if problem not in problems]
         results.append(problems)
     return results

@@ -19,15 +19,16 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from dualclip.llm import ChatGenerator, ChatLM, extract_json, generate_validated, load_prompt
+from dualclip.llm import ChatGenerator, ChatLM, LLMSettings, extract_json, generate_validated, load_prompt
 from dualclip.parse import Component
 from dualclip.rewrite import check_dual_text
 
-DEFAULTS = {
-    "prompt": "config/prompts/rewrite.txt",
-    "fallback": "rule",  # or "none": keep the reason, text left empty
-    "retries": 1,
-}
+
+@dataclass(frozen=True, kw_only=True)
+class LLMRewriteSettings(LLMSettings):
+    prompt: str = "config/prompts/rewrite.txt"
+    fallback: str | None = "rule"  # a rewrite backend, or "none": keep the reason, text left empty
+    retries: int = 1  # times an invalid answer is shown back to the model
 
 # A sentence end followed by more text: "A dog. A cat." (the answer must stay one sentence).
 _SENTENCE_BREAK = re.compile(r"[.!?]+[\"')\]]*\s+\S")
@@ -70,10 +71,11 @@ class LLMRewriter:
     name = "llm"
 
     def __init__(self, config: dict, lm: ChatGenerator | None = None, fallback=None):
-        self.config = {**DEFAULTS, **config}
-        self.prompt = load_prompt(self.config["prompt"])
-        self.retries = int(self.config["retries"])
-        self.lm = lm if lm is not None else ChatLM.from_config(self.config)
+        self.config = config  # the whole section: the fallback rewriter reads its own keys from it
+        self.settings = LLMRewriteSettings.from_config(config, "rewrite")
+        self.prompt = load_prompt(self.settings.prompt)
+        self.retries = int(self.settings.retries)
+        self.lm = lm if lm is not None else ChatLM.from_config(config)
         self._fallback = fallback
         self.last_results: list[DualText] = []
 
@@ -82,10 +84,10 @@ class LLMRewriter:
         return [result.reason for result in self.last_results]
 
     def fallback(self):
-        if self._fallback is None and self.config["fallback"] not in (None, "none"):
+        if self._fallback is None and self.settings.fallback not in (None, "none"):
             from dualclip.rewrite import get_rewriter
 
-            self._fallback = get_rewriter({**self.config, "backend": self.config["fallback"]})
+            self._fallback = get_rewriter({**self.config, "backend": self.settings.fallback})
         return self._fallback
 
     def conversation(self, caption: str, components: list[Component], subset: tuple[int, ...]):

@@ -1,10 +1,11 @@
-"""train: one trainer, every method (baseline, negclip, ours and its ablations)."""
+"""train: one trainer, every method of the registry (:mod:`dualclip.train.methods`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from dualclip.io import read_json
+from dualclip.subsets import DEFAULT_SUBSET_POLICY
 
 
 def assemble_records(images, truth, parse=(), rewrite=(), duals=(), filters=()) -> list[dict]:
@@ -44,7 +45,7 @@ def assemble_records(images, truth, parse=(), rewrite=(), duals=(), filters=()) 
                         f"{Path(duals_file).parent.parent / 'manifest.json'} so that the inpaint stage reruns that shard"
                     )
                 record["duals"].append({
-                    "file": str(dual_file), "text": text["text"],
+                    "file": str(dual_file), "text": text["text"], "subset": list(dual["subset"]),
                     "check_ok": text["check_ok"], "accepted": accepted.get(dual["file"], True),
                 })
         records.append(record)
@@ -62,14 +63,15 @@ def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, o
     """
     from types import SimpleNamespace
 
-    from dualclip.train.batches import METHODS, build_train_data
+    from dualclip.train.batches import build_train_data
+    from dualclip.train.methods import get_method, subset_policy
     from dualclip.train.models import create_model
-    from dualclip.train.trainer import load_images, manifests_digest, train as train_loop
+    from dualclip.train.trainer import load_images, manifests_digest
+    from dualclip.train.trainer import train as train_loop
 
     if isinstance(inputs, dict):
         inputs = SimpleNamespace(**inputs)
-    if method not in METHODS and method != "zeroshot":
-        raise ValueError(f"train.methods: unknown method {method!r}; use one of {METHODS}")
+    get_method(method)  # an unknown name stops here, naming train.methods and the choices
     from dualclip.workflow import per_image_files
 
     def files(manifests, pattern, n=n_images):
@@ -79,8 +81,13 @@ def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, o
         files(inputs.data, "{slot}.png"), files(inputs.data, "{slot}.json"), files(inputs.parse, "{slot}.json"),
         files(inputs.rewrite, "{slot}.json"), files(inputs.inpaint, "{slot}/duals.json"), files(inputs.filter, "{slot}.json"),
     )
-    data = build_train_data(records, use_failed_rewrites=train.get("use_failed_rewrites", False))
-    print(f"{method}: {len(data.samples)} samples, {data.n_duals} dual pairs used, {data.n_duals_rejected} left out {data.rejected_reasons}")
+    # the subset policy filters the power-set duals that inpaint and rewrite made: nothing is recomputed
+    policy = subset_policy(method, train)
+    data = build_train_data(records, use_failed_rewrites=train.get("use_failed_rewrites", False),
+                            subsets=policy or DEFAULT_SUBSET_POLICY, seed=seed)
+    print(f"{method}: {len(data.samples)} samples, {data.n_duals} dual pairs used, {data.n_duals_rejected} left out {data.rejected_reasons}"
+          + (f"; subset policy {policy} left out {data.n_duals_left_out_by_policy}" if policy else "")
+          + (f" (sample_k: k = {data.sample_k:.3f} per image)" if data.sample_k is not None else ""))
     config = {"model": model, "train": train, "device": device}
     # the content of exactly the shards this run reads (the first n images of each input):
     # a checkpoint of a run on other content (an upstream parameter changed) is not resumed

@@ -24,12 +24,6 @@ def register_model_configs() -> None:
         _registered = True
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def create_model(name: str, pretrained: str | None = None, device: str | torch.device = "cpu"):
     """(model, preprocess, tokenizer) for an open_clip architecture name."""
     register_model_configs()

@@ -21,7 +21,6 @@ import csv
 import io
 import itertools
 import math
-import os
 import pickle
 import random
 import time
@@ -32,10 +31,14 @@ import torch
 from tqdm import tqdm
 
 from dualclip.io import atomic_write, code_version, read_json, write_json, write_text
+from dualclip.runtime import resolve_device
 from dualclip.train import distributed
 from dualclip.train.batches import BatchSpec, TrainData, nearest_neighbours, plan_epoch
 from dualclip.train.loss import DualContrastiveLoss, duplicate_text_masks
-from dualclip.train.models import create_model, refused_global, resolve_device
+from dualclip.train.methods import get_method
+from dualclip.train.models import create_model, refused_global
+
+CPU = torch.device("cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -106,12 +109,12 @@ def chunks_of(n: int, size: int = 256) -> list[range]:
 
 def load_images(files: list[str], preprocess, workers: int = 0) -> torch.Tensor:
     """Every file preprocessed into one tensor: for small sets (the validation slice)."""
-    loader = image_loader(ImageFiles(files, preprocess), chunks_of(len(files)), workers, torch.device("cpu"))
+    loader = image_loader(ImageFiles(files, preprocess), chunks_of(len(files)), workers, CPU)
     return torch.cat(list(tqdm(loader, desc="load images", mininterval=10)))
 
 
 def neighbour_features(data: TrainData, preprocess, config: dict, model, workers: int = 0,
-                       device: torch.device = torch.device("cpu")) -> torch.Tensor:
+                       device: torch.device = CPU) -> torch.Tensor:
     """The embedding of each sample's original image that its nearest neighbours are found in."""
     source = config.get("neighbour_model", "pixels")
     if source not in ("pixels", "initial"):
@@ -152,7 +155,7 @@ def neighbour_cache_key(data: TrainData, config: dict, model_config: dict, seed:
 
 
 def compute_neighbours(data: TrainData, preprocess, config: dict, model, workers: int = 0,
-                       device: torch.device = torch.device("cpu"), cache_file: Path | None = None) -> np.ndarray:
+                       device: torch.device = CPU, cache_file: Path | None = None) -> np.ndarray:
     """NegCLIP's hard negative images: the k nearest training images of each sample, read
     from ``cache_file`` (.npy) when a run with the same key (model and data) computed them."""
     if cache_file is not None and cache_file.exists():
@@ -197,8 +200,8 @@ def count_steps(method: str, data: TrainData, train_config: dict, seed: int, nei
     it has used ``budget_images`` images, so every method makes the same image forward
     passes to within one batch, whatever its partial batches and packing gaps.
     """
-    if method == "zeroshot":
-        return 0, 1  # the starting model, evaluated as it is
+    if get_method(method).planner is None:
+        return 0, 1  # the starting model (zeroshot), evaluated as it is
     batch_images = int(train_config["batch_images"])
     per_epoch = len(plan_epoch(method, data, batch_images, np.random.default_rng([seed, 0]), neighbours))
     if train_config["compute"] != "equal_compute":
@@ -310,6 +313,16 @@ def local_images(batch: BatchSpec, context) -> list[int]:
     return batch.images[distributed.local_slice(len(batch.images), context)]
 
 
+def make_loss(method: str, train_config: dict) -> DualContrastiveLoss:
+    """The loss of a method: graded targets take their lambda from train.ours_soft."""
+    if not get_method(method).graded_targets:
+        return DualContrastiveLoss()
+    settings = train_config.get("ours_soft") or {}
+    if "lambda" not in settings:
+        raise ValueError(f"{method}: set train.ours_soft.lambda (e.g. 2.0; larger is closer to ours)")
+    return DualContrastiveLoss(subset_lambda=float(settings["lambda"]))
+
+
 def training_step(network, loss_fn, tokenizer, pixels: torch.Tensor, batch: BatchSpec, context, autocast) -> dict:
     """The loss of one batch from this process's share of its images (``pixels``, the
     images of :func:`local_images`). ``network`` is the model, or its DDP wrapper: each
@@ -323,6 +336,10 @@ def training_step(network, loss_fn, tokenizer, pixels: torch.Tensor, batch: Batc
     for image, text in batch.unmasked_pairs_off:
         i2t[image, text] = False
         t2i[text, image] = False
+    lattice = {}
+    if batch.image_lattice:
+        lattice = {"image_lattice": torch.tensor(batch.image_lattice, device=device),
+                   "text_lattice": torch.tensor(batch.text_lattice, device=device)}
     with autocast():
         # open_clip's forward: L2-normalised features and exp(logit_scale)
         image_features, text_features, logit_scale = network(image=pixels, text=texts)[:3]
@@ -331,7 +348,7 @@ def training_step(network, loss_fn, tokenizer, pixels: torch.Tensor, batch: Batc
         return loss_fn(
             image_features, text_features, logit_scale.float(),
             torch.tensor(batch.image_pos, device=device), torch.tensor(batch.text_pos, device=device),
-            i2t.to(device), t2i.to(device),
+            i2t.to(device), t2i.to(device), **lattice,
         )
 
 
@@ -359,7 +376,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     images = ImageFiles(data.image_files, preprocess)
     neighbours = None
     model.to(device).train()
-    if method in ("negclip", "ours+negclip"):
+    if get_method(method).uses_neighbours:
         if len(data.samples) < 2:
             raise ValueError(f"{method} needs at least 2 training images for its nearest-neighbour negatives")
         negclip = train_config.get("negclip", {})
@@ -373,7 +390,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     total_steps, steps_per_epoch = count_steps(method, data, train_config, seed, neighbours)
     optimizer = make_optimizer(model, train_config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(int(train_config["warmup_steps"]), total_steps))
-    loss_fn = DualContrastiveLoss()
+    loss_fn = make_loss(method, train_config)
     autocast = autocast_factory(device, train_config.get("precision", "amp"))
 
     checkpoint_path = out_dir / "checkpoint.pt"
@@ -469,6 +486,8 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
         "duals_rejected_by_reason": data.rejected_reasons, "train_seconds_this_process": round(time.time() - started, 1),
         "device": str(device), "world_size": context.world_size, "code_version": code_version(),
         "resumed_from_step": resumed_from_step,
+        # which of the power-set duals trained (dualclip.subsets); None without duals
+        **subset_summary(method, data),
         "neighbour_model": train_config.get("negclip", {}).get("neighbour_model", "pixels") if neighbours is not None else None,
     }
     final = state_dict(total_steps)
@@ -481,6 +500,16 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
         checkpoint_path.unlink()
     distributed.teardown(context)
     return summary
+
+
+def subset_summary(method: str, data: TrainData) -> dict:
+    """The run summary's record of the subset policy: the policy, the duals it left out,
+    sample_k's k and the duals per image that trained."""
+    if not get_method(method).uses_duals:
+        return {"subset_policy": None, "n_duals_left_out_by_policy": 0, "sample_k": None, "duals_per_image": 0.0}
+    return {"subset_policy": data.subset_policy, "n_duals_left_out_by_policy": data.n_duals_left_out_by_policy,
+            "sample_k": None if data.sample_k is None else round(data.sample_k, 4),
+            "duals_per_image": round(data.n_duals / max(1, len(data.samples)), 4)}
 
 
 def write_log(path: Path, rows: list[dict]) -> None:

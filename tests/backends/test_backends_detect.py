@@ -214,8 +214,8 @@ def test_filter_runs_the_real_detector(detector):
 
 def test_filter_run_shard_reads_the_stage_files(tiny_yolo_path, tmp_path):
     from dualclip.filter import run_shard
-    from dualclip.subsets import nonempty_subsets, subset_name
     from dualclip.io import masks_to_bits, read_json, write_json, write_png
+    from dualclip.subsets import nonempty_subsets, subset_name
 
     image = rgb(40, 56)
     write_png(tmp_path / "0.png", image)
@@ -310,8 +310,8 @@ def test_detect_run_shard_packs_images_into_full_model_calls(tiny_yolo_path, tmp
 
 def test_filter_run_shard_packs_originals_and_duals_into_full_model_calls(tiny_yolo_path, tmp_path, model_batches):
     from dualclip.filter import run_shard
-    from dualclip.subsets import nonempty_subsets, subset_name
     from dualclip.io import masks_to_bits, read_json, write_json, write_png
+    from dualclip.subsets import nonempty_subsets, subset_name
 
     labels = [["person"], ["dog"], [], ["person"], ["person", "dog"], ["cat"]]  # slot 2: no dual images
     files = {key: [] for key in ("images", "parses", "detects", "duals", "outs")}

@@ -127,9 +127,9 @@ def test_inpaint_many_packs_subsets_of_several_images_and_matches_one_by_one(inp
 
 
 def test_run_shard_packs_the_shard_into_full_pipeline_calls(inpainter, tiny_sd_dir, tmp_path, pipeline_calls):
-    from dualclip.download.shapes import stable_seed
     from dualclip.inpaint import dilate, run_shard, subset_name
     from dualclip.io import masks_to_bits, read_json, read_rgb, write_json, write_png
+    from dualclip.runtime import stable_seed
 
     # k = 2, 3, 0, 1, 2 found components; one more component is parsed but not found.
     sizes_and_ks = [((40, 56), 2), ((48, 32), 3), ((32, 32), 0), ((36, 36), 1), ((30, 60), 2)]

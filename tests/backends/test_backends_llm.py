@@ -16,6 +16,7 @@ from dualclip.llm import ChatLM, PromptTemplate, extract_json, generate_validate
 from dualclip.parse import Component
 from dualclip.parse.llm import LLMParser, validate_components
 from dualclip.rewrite.llm import LLMRewriter, sentence_problems
+from helpers import nonempty
 
 VOCABULARY = {"person": ["man", "woman"], "horse": [], "dog": ["puppy"], "circle": [], "table": []}
 
@@ -55,6 +56,7 @@ def test_prompt_files_parse_and_fill():
     assert conversation[-1] == {"role": "user", "content": "Caption: A dog."}
 
     rewrite = load_prompt("config/prompts/rewrite.txt")
+    assert rewrite.system and len(rewrite.examples) >= 3
     for _, answer in rewrite.examples:
         assert isinstance(extract_json(answer)["text"], str)
     last = rewrite.conversation(caption="A dog.", remove='"A dog"', keep="(none)")[-1]["content"]
@@ -76,12 +78,12 @@ def test_few_shot_answers_pass_the_backends_own_checks(nlp):
     from dualclip.rewrite.llm import validate_dual_text
 
     coco = load_vocabulary("coco")
-    for user, answer in load_prompt("config/prompts/parse.txt").examples:
+    for user, answer in nonempty(load_prompt("config/prompts/parse.txt").examples, "parse prompt examples"):
         caption = user.removeprefix("Caption: ")
         components, problems, notes = validate_components(caption, extract_json(answer), coco, 3, nlp(caption))
         assert problems == [] and notes == [], (caption, problems, notes)
         assert len(components) == len(extract_json(answer)["components"]), caption
-    for user, answer in load_prompt("config/prompts/rewrite.txt").examples:
+    for user, answer in nonempty(load_prompt("config/prompts/rewrite.txt").examples, "rewrite prompt examples"):
         caption = re.search(r"^Caption: (.*)$", user, re.M).group(1)
         removed = re.findall(r'"([^"]+)"', re.search(r"^Remove: (.*)$", user, re.M).group(1))
         kept = re.findall(r'"([^"]+)"', re.search(r"^Keep: (.*)$", user, re.M).group(1))
@@ -92,15 +94,15 @@ def test_few_shot_answers_pass_the_backends_own_checks(nlp):
 
 def test_prompts_ask_only_text_and_label_and_cover_the_hard_cases():
     parse = load_prompt("config/prompts/parse.txt")
-    for _, answer in parse.examples:
-        for item in extract_json(answer)["components"]:
-            assert set(item) == {"text", "label"}, item
+    items = [item for _, answer in parse.examples for item in extract_json(answer)["components"]]
+    for item in nonempty(items, "components in the parse prompt's answers"):
+        assert set(item) == {"text", "label"}, item
     captions = " ".join(user for user, _ in parse.examples)
     for case in ("holding", "kitchen", "keyboard of a laptop", "orange", "skiing", "another dog"):
         assert case in captions, case
     rewrite = load_prompt("config/prompts/rewrite.txt")
     shapes_words = ("circle", "square", "triangle", "hexagon")
-    assert not any(word in user.lower() for user, _ in rewrite.examples for word in shapes_words)
+    assert rewrite.examples and not any(word in user.lower() for user, _ in rewrite.examples for word in shapes_words)
 
 
 def test_prompt_template_errors_name_the_problem():

@@ -33,14 +33,11 @@ def offline_environment() -> None:
     if "YOLO_CONFIG_DIR" not in os.environ:
         yolo_dir = Path(tempfile.gettempdir()) / "dualclip-test-yolo-config"
         yolo_dir.mkdir(exist_ok=True)
-        try:
-            import matplotlib
+        import matplotlib  # pinned: its DejaVuSans stands in for the Arial.ttf ultralytics would download
 
-            font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-            if font.is_file() and not (yolo_dir / "Arial.ttf").exists():
-                shutil.copyfile(font, yolo_dir / "Arial.ttf")
-        except ImportError:
-            pass
+        font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if not (yolo_dir / "Arial.ttf").exists():
+            shutil.copyfile(font, yolo_dir / "Arial.ttf")
         os.environ["YOLO_CONFIG_DIR"] = str(yolo_dir)
 
 
@@ -169,9 +166,8 @@ def build_tiny_yolo(path: Path, names: list[str] | None = None) -> Path:
 
     ``names``: the first class names (default ``YOLO_NAMES``; the rest are class<i>).
     """
-    from ultralytics import YOLO
-
     import torch
+    from ultralytics import YOLO
 
     names = YOLO_NAMES if names is None else list(names)
     torch.manual_seed(0)  # the same random weights in every session: what they detect is then fixed
@@ -181,3 +177,74 @@ def build_tiny_yolo(path: Path, names: list[str] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     return path
+
+
+def train_clip_tokenizer(folder: Path, corpus: list[str], model_max_length: int = 16):
+    """A CLIP BPE tokenizer whose merges are trained here on ``corpus`` (byte-level, ``</w>``
+    word ends, as CLIP's), written as vocab.json + merges.txt and loaded with CLIPTokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    backend = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    # CLIP splits on whitespace, then maps bytes to printable stand-ins
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), end_of_word_suffix="</w>")
+    backend.train_from_iterator([line.lower() for line in corpus] * 5, trainer)
+    merges = [" ".join(merge) if isinstance(merge, list) else merge for merge in json.loads(backend.to_str())["model"]["merges"]]
+    chars = clip_byte_chars()
+    vocab: dict[str, int] = {}
+    for token in [*chars, *(char + "</w>" for char in chars), *("".join(merge.split()) for merge in merges)]:
+        vocab.setdefault(token, len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    # OWL pads its queries with "!" (id 0), as the released OWLv2 processors do
+    tokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=model_max_length, pad_token="!")
+    assert len(tokenizer) == len(vocab), "tokenizer files not read: from_pretrained built a default tokenizer"
+    return tokenizer
+
+
+def build_tiny_owlv2(folder: Path) -> Path:
+    """A 2-layer Owlv2ForObjectDetection (64 px, patch 16: 16 boxes) with its processor, saved in ``folder``."""
+    import torch
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    folder = Path(folder)
+    tokenizer = train_clip_tokenizer(folder / "tokenizer-files", [
+        "a photo of a dog", "a photo of a cat", "a photo of a pineapple", "a plate on a table next to a sign",
+        "a photo of a person", "a photo of a bench", "a photo of an object"])
+    torch.manual_seed(0)
+    config = Owlv2Config(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                         num_hidden_layers=2, max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                           image_size=64, patch_size=16),
+        projection_dim=32,
+    )
+    Owlv2ForObjectDetection(config).save_pretrained(folder)
+    Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_sam(folder: Path) -> Path:
+    """A 2-layer SamModel (64 px input, 8x8 image embedding) with its processor, saved in ``folder``."""
+    import torch
+    from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+
+    folder = Path(folder)
+    torch.manual_seed(0)
+    config = SamConfig(
+        vision_config=dict(hidden_size=32, output_channels=32, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                           patch_size=8, window_size=4, global_attn_indexes=[1], num_pos_feats=16, mlp_dim=64),
+        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=8, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=32),
+    )
+    SamModel(config).save_pretrained(folder)
+    SamProcessor(SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+                                   mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})).save_pretrained(folder)
+    return folder

@@ -16,11 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
 
 
-def shared_benchmarks_dir() -> Path:
-    env = os.environ.get("DUALCLIP_SHARED_BENCHMARKS")
-    return Path(env) if env else REPO.parent / "shared" / "benchmarks"
-
-
 def png_bytes(size=(8, 8), color=(128, 128, 128), pattern: bool = False) -> bytes:
     """A PNG: plain ``color``, or with ``pattern`` a colour ramp so crops differ."""
     import numpy as np

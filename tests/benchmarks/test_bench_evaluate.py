@@ -11,9 +11,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench_helpers import json_image_names, make_images
-from dualclip.benchmarks import (RESULT_COLUMNS, BenchmarkItem, load_order, load_sugarcrepe,
-                                 load_valse, load_vg_attribution, load_vg_relation,
-                                 score_items, summarise)
+from dualclip.benchmarks import (
+    RESULT_COLUMNS,
+    BenchmarkItem,
+    load_order,
+    load_sugarcrepe,
+    load_valse,
+    load_vg_attribution,
+    load_vg_relation,
+    score_items,
+    summarise,
+)
 from dualclip.benchmarks.sugarcrepe import SUBSETS
 from dualclip.benchmarks.valse import PIECES
 

@@ -13,8 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dualclip.fetch import (ChecksumMismatchError, FetchError, UnsafeArchiveError, download,
-                            safe_extract, sha256_file)
+from dualclip.fetch import ChecksumMismatchError, FetchError, UnsafeArchiveError, download, safe_extract, sha256_file
 
 PAYLOAD = bytes(range(256)) * 400 + b"tail"  # 102,404 bytes
 
@@ -181,6 +180,14 @@ def test_safe_zip_and_tar_extract(tmp_path):
              {"name": "d/link", "type": tarfile.SYMTYPE, "link": "f.txt"}], mode="w:gz")
     safe_extract(t, tmp_path / "t")
     assert (tmp_path / "t" / "d" / "link").read_bytes() == b"hello"
+
+
+def test_tar_member_with_a_leading_slash_stays_in_the_target(tmp_path):
+    # the 'data' filter strips the slash; the returned path is where the file really is
+    t = tmp_path / "abs.tar"
+    _tar(t, [{"name": "/abs/f.txt", "data": b"x"}])
+    assert safe_extract(t, tmp_path / "t") == [(tmp_path / "t" / "abs" / "f.txt").resolve()]
+    assert (tmp_path / "t" / "abs" / "f.txt").read_bytes() == b"x"
 
 
 @pytest.mark.parametrize("kind, members, words", [

@@ -9,17 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 
-import pytest
-
-from bench_helpers import json_image_names, make_images, shared_benchmarks_dir
+from bench_helpers import json_image_names, make_images
 from dualclip.benchmarks import load_sugarcrepe, load_valse, load_vg_relation
 from dualclip.benchmarks.sugarcrepe import EXPECTED_COUNTS as SC_COUNTS
 from dualclip.benchmarks.valse import EXPECTED_COUNTS as VALSE_COUNTS
+from helpers import needs_shared_benchmarks, shared_benchmarks_dir
 
 SHARED = shared_benchmarks_dir()
-pytestmark = pytest.mark.skipif(
-    not (SHARED / "sugarcrepe").is_dir(),
-    reason=f"complete benchmark files not found at {SHARED} (set DUALCLIP_SHARED_BENCHMARKS)")
+pytestmark = needs_shared_benchmarks("sugarcrepe")
 
 # README table: distinct images per SugarCrepe file.
 SC_DISTINCT_IMAGES = {"add_att": 497, "add_obj": 908, "replace_att": 524, "replace_obj": 823,

@@ -9,8 +9,7 @@ import shutil
 import pytest
 
 from bench_helpers import json_image_names, make_images
-from dualclip.benchmarks import (load_sugarcrepe, load_valse, load_vg_attribution,
-                                 load_vg_relation)
+from dualclip.benchmarks import load_sugarcrepe, load_valse, load_vg_attribution, load_vg_relation
 from dualclip.benchmarks.sugarcrepe import SUBSETS
 from dualclip.benchmarks.valse import PIECES
 

@@ -52,7 +52,7 @@ def test_perturbations_are_deterministic_under_a_seed(nlp):
 def test_each_perturbation_is_a_permutation_of_the_words(nlp):
     sh = TextShuffler(seed=7, nlp=nlp)
     changed = [0, 0, 0, 0]
-    for cap, doc in zip(CAPTIONS, nlp.pipe(CAPTIONS)):
+    for doc in nlp.pipe(CAPTIONS):
         toks = word_tokens(doc)
         ref = pre_caption(" ".join(toks)).split()
         perturbed = sh.perturb_doc(doc)
@@ -122,3 +122,25 @@ def test_load_order_on_karpathy_excerpt(fixtures_dir, tmp_path, nlp):
     assert all(len(n.split()) <= 30 for n in long_item.negatives)
     with pytest.raises(ValueError, match="benchmark must be one of"):
         load_order(ann, tmp_path, benchmark="order")
+
+
+def test_trigram_tokens_are_nltks_word_tokenize_without_any_download(nlp, tmp_path, monkeypatch):
+    """As upstream (nltk.word_tokenize), on captions with hyphens and quotes, with nltk's data
+    path pointed at an empty folder: preserve_line=True needs no punkt download."""
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    caps = ['A "well-known" man\'s red-white kite.', "Two dogs -- one black, one tan -- play 'fetch'."]
+    docs = list(nlp.pipe(caps))
+    assert word_tokens(docs[0]) == ["A", "``", "well-known", "''", "man", "'s", "red-white", "kite", "."]
+    assert word_tokens(docs[1]) == ["Two", "dogs", "--", "one", "black", ",", "one", "tan", "--", "play", "'",
+                                    "fetch", "'", "."]
+    # spaCy would split "red-white" into three tokens: the trigrams follow nltk's, not spaCy's
+    assert [t.text for t in docs[0]].count("-") == 2
+    sh = TextShuffler(seed=3, nlp=nlp)
+    for doc in docs:
+        toks = word_tokens(doc)
+        _, _, within, trig = sh.perturb_doc(doc)
+        assert sorted(within.split(" ")) == sorted(toks) and sorted(trig.split(" ")) == sorted(toks)
+        groups = [" ".join(toks[g:g + 3]) for g in range(0, len(toks), 3)]
+        assert all(group in trig for group in groups)

@@ -26,18 +26,26 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench_helpers import REPO, json_image_names, make_images, shared_benchmarks_dir
-from dualclip.benchmarks import (RESULT_COLUMNS, load_sugarcrepe_pp, score_items, stage,
-                                 sugarcrepe_pp_correct, sugarcrepe_pp_frame, summarise)
+from bench_helpers import REPO, json_image_names, make_images
+from dualclip.benchmarks import (
+    RESULT_COLUMNS,
+    load_sugarcrepe_pp,
+    score_items,
+    stage,
+    sugarcrepe_pp_correct,
+    sugarcrepe_pp_frame,
+    summarise,
+)
 from dualclip.benchmarks.sugarcrepe_pp import EXPECTED_COUNTS, SUBSETS
 from dualclip.fetch import ChecksumMismatchError
+from helpers import needs_shared_benchmarks, shared_benchmarks_dir
 
 SHARED = shared_benchmarks_dir() / "sugarcrepe_pp"
 COMMIT = "c083bbf039a5ca215acaf25e7ee736d2ea6f3864"
 # The excerpt: ids 0..4 of every subset, plus replace_att 14 (P1 == P2) and swap_obj 8 (P1 == N).
 EXCERPT_COUNTS = {"replace_obj": 5, "replace_att": 6, "replace_rel": 5, "swap_obj": 6, "swap_att": 5}
 METRICS = ["itt", "image_p1_neg", "image_p2_neg", "tot"]
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"complete SugarCrepe++ files not found at {SHARED}")
+needs_shared = needs_shared_benchmarks("sugarcrepe_pp")
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +354,8 @@ def test_eval_stage_writes_the_official_metrics(fix, tmp_path):
     skips = pd.read_csv(tmp_path / "eval" / "sugarcrepe_pp_skips.csv")
     assert list(scores.columns) == stage.SCORE_COLUMNS
     assert (scores.method == "ours").all() and (scores.benchmark == "sugarcrepe_pp").all()
-    assert set(scores.metric) == set(METRICS) and scores.value.between(0, 100).all()
+    # the official metrics, and the text-only baselines of the headline ITT
+    assert set(scores.metric) == {*METRICS, "blind_itt", "length_itt"} and scores.value.between(0, 100).all()
     assert set(scores.suite) == set(SUBSETS) - {"replace_rel"}  # no mean: a subset was skipped
     for suite, n in EXCERPT_COUNTS.items():
         if suite != "replace_rel":
