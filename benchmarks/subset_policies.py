@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from dualclip.io import code_version
+from dualclip.io import code_version, print_report
 from dualclip.workflow import per_image_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,10 +127,7 @@ def main() -> None:
                      f"{r['cpu_step_s']:.2f} | "
                      f"{r['cpu_s'] / base['cpu_s']:.2f}× | {r['job_s']:.1f} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write(text)
+    print_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from dualclip.io import code_version
+from dualclip.io import code_version, print_report
 from dualclip.train import assemble_records
 from dualclip.train.batches import build_train_data
 from dualclip.train.distributed import Context
@@ -122,9 +122,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['method']} | {r['s/step']:.3f} | {r['images/s']:.0f} | {r['images/step']:.0f} | "
                      f"{r['texts/step']:.0f} | {r['s/step'] / base['s/step']:.2f}× |")
-    with open(args.out, "a") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print_report("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

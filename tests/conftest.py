@@ -19,3 +19,12 @@ def restore_pil_open():
     each stage in its own process; the tests share one, so undo the patch after each test."""
     yield
     PIL.Image.open = _PIL_OPEN
+
+
+@pytest.fixture(scope="module")
+def world_data(tmp_path_factory):
+    """16 synthetic training scenes (seed 3) as the trainer reads them, made once per module
+    (a module may define its own ``world_data``)."""
+    from helpers import world_train_data
+
+    return world_train_data(tmp_path_factory.mktemp("world"), seed=3)

@@ -6,11 +6,14 @@ every test folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -75,7 +78,111 @@ def planned_jobs(workdir, *args, extra_config=None) -> dict[str, int]:
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if rule != "total"}
 
 
+def stand_in_coco_models(work: Path) -> None:
+    """Empty stand-ins, below ``work``, for the models config/coco.yaml names: the pre-flight
+    checks that they exist (not their weights), so a dry run needs no download."""
+    (work / "models" / "Qwen2.5-1.5B-Instruct").mkdir(parents=True)
+    (work / "models" / "Qwen2.5-1.5B-Instruct" / "config.json").write_text("{}")
+    (work / "models" / "stable-diffusion-inpainting").mkdir()
+    (work / "models" / "stable-diffusion-inpainting" / "model_index.json").write_text("{}")
+    (work / "models" / "yolov8x-seg.pt").write_bytes(b"")
+
+
+def coco_dry_run(tmp_path: Path) -> tuple[str, dict[str, str], str]:
+    """A dry run of config/coco.yaml shrunk to 10 images, methods baseline and ours, seeds 0 and 1,
+    and no real benchmark but sugarcrepe_pp, with :func:`stand_in_coco_models`. Returns the output, rule -> job count and the results folder."""
+    import yaml
+
+    from dualclip.benchmarks import stage
+
+    others = [b for b in stage.BENCHMARK_NAMES if b != "sugarcrepe_pp"]
+    small = {"shard_size": 5, "dataset": {"root": str(tmp_path / "coco"), "n_train": 10, "n_val": 5},
+             "train": {"methods": ["baseline", "ours"], "seeds": [0, 1]},
+             "benchmarks": {name: False for name in others}}
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
+    work = tmp_path / "work"
+    stand_in_coco_models(work)
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "-n",
+               "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "coco.yaml"),
+               str(tmp_path / "small.yaml")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-4000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", text.split("Job stats:", 1)[1], flags=re.M))
+    results = yaml.safe_load((REPO / "config" / "coco.yaml").read_text())["results_dir"]
+    return text, jobs, results
+
+
+# ------------------------------------------------------------------ a local HTTP server
+
+
+class StaticFiles(BaseHTTPRequestHandler):
+    """Serves the bytes of ``content`` (URL path -> body); any other path is a 404."""
+
+    content: dict[str, bytes] = {}
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = self.content.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]):
+    """A threaded HTTP server with ``handler`` on a free local port, for the time of the block;
+    yields its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@contextlib.contextmanager
+def serving_files():
+    """A :class:`StaticFiles` server of its own; yields its base URL and its (empty, to be
+    filled) ``content`` dict."""
+    handler = type("Handler", (StaticFiles,), {"content": {}})
+    with serving(handler) as base:
+        yield base, handler.content
+
+
 # ------------------------------------------------------------------ training on the synthetic world
+
+
+def world_shard_with_odd_captions(folder: Path, n: int, absent_slot: int, absent_article: str,
+                                  nothing_slot: int, nothing_caption: str) -> list[str]:
+    """``n`` synthetic images (seed 0, 64 px) rendered into ``folder/data``; the caption of
+    ``absent_slot`` gains, in front, a shape missing from its scene (``"<absent_article> <shape> and "``:
+    a component that detection cannot find), that of ``nothing_slot`` becomes ``nothing_caption``
+    (naming nothing of the vocabulary). Returns the record files."""
+    from dualclip.download import download_shard
+    from dualclip.io import read_json, write_json
+
+    download_shard({"name": "shapes", "seed": 0, "image_size": 64}, "train", 0, n, folder / "data")
+    truth = [str(folder / "data" / f"{slot}.json") for slot in range(n)]
+    record = read_json(truth[absent_slot])
+    shapes = {o["shape"] for o in record["scene"]["objects"]}
+    absent = next(s for s in ("hexagon", "star", "cross", "triangle", "square", "circle") if s not in shapes)
+    record["caption"] = f"{absent_article} {absent} and " + record["caption"]
+    write_json(truth[absent_slot], record)
+    record = read_json(truth[nothing_slot])
+    record["caption"] = nothing_caption
+    write_json(truth[nothing_slot], record)
+    return truth
+
 
 
 def world_train_data(folder, seed: int, n: int = 16, make_duals=None):

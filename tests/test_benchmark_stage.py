@@ -8,13 +8,11 @@ the trainer's checkpoint format, and a local HTTP server on 127.0.0.1 (no other 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +24,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from dualclip.benchmarks import stage  # noqa: E402
 from dualclip.fetch import ChecksumMismatchError, FetchError  # noqa: E402
-from helpers import needs_shared_benchmarks, nonempty, shared_benchmarks_dir  # noqa: E402
+from helpers import needs_shared_benchmarks, nonempty, serving_files, shared_benchmarks_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures" / "benchmarks"
@@ -175,34 +173,10 @@ def test_pins_are_the_shared_checksums_and_the_official_files_pass(tmp_path):
     assert {p["status"] for p in ready["pieces"]} == {"skipped"}  # no images were given
 
 
-class _Files(http.server.BaseHTTPRequestHandler):
-    content: dict[str, bytes] = {}
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        body = self.content.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
 def local_server():
-    handler = type("Handler", (_Files,), {"content": {}})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.content
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_files() as base_and_content:
+        yield base_and_content
 
 
 def test_download_records_checksum_in_lock_then_verifies_and_rejects_html(tmp_path, local_server, monkeypatch):

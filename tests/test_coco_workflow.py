@@ -31,7 +31,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "backends"))
-from helpers import nonempty  # noqa: E402
+from helpers import nonempty, stand_in_coco_models  # noqa: E402
 from tiny_models import (  # noqa: E402
     build_tiny_lm,
     build_tiny_owlv2,
@@ -298,13 +298,8 @@ def test_coco_prompt_inputs_resolve_outside_the_repo(tmp_path):
              "train": {"methods": ["baseline", "ours"], "seeds": [0]}}
     (tmp_path / "no_benchmarks.yaml").write_text(yaml.safe_dump({"benchmarks": {name: False for name in OFFLINE_LEFT_OUT}}))
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
-    # the pre-flight checks that the configured models exist (not their weights)
     work = tmp_path / "work"
-    (work / "models" / "Qwen2.5-1.5B-Instruct").mkdir(parents=True)
-    (work / "models" / "Qwen2.5-1.5B-Instruct" / "config.json").write_text("{}")
-    (work / "models" / "stable-diffusion-inpainting").mkdir()
-    (work / "models" / "stable-diffusion-inpainting" / "model_index.json").write_text("{}")
-    (work / "models" / "yolov8x-seg.pt").write_bytes(b"")
+    stand_in_coco_models(work)
     result = snakemake(work, [*CONFIGS, tmp_path / "no_benchmarks.yaml", tmp_path / "small.yaml"], "-n",
                        timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from dualclip.detect import detected_indices, get_detector, run_shard
-from dualclip.download import download_shard
 from dualclip.download.shapes import render_scene
-from dualclip.io import bits_to_masks, masks_to_bits, read_json, read_label_png, write_json, write_png
+from dualclip.io import bits_to_masks, masks_to_bits, read_json, read_label_png, write_png
 from dualclip.parse import Component
+from helpers import world_shard_with_odd_captions
 
 CELL = {0: (3, 3), 1: (35, 3), 2: (3, 35), 3: (35, 35)}  # top-left corners of the 2x2 grid
 
@@ -145,17 +145,8 @@ def shard(tmp_path_factory):
     from dualclip.parse import run_shard as parse_shard
 
     root = tmp_path_factory.mktemp("detect")
-    dataset = {"name": "shapes", "seed": 0, "image_size": 64}
-    download_shard(dataset, "train", 0, 4, root / "data")
-    truth_files = [str(root / "data" / f"{slot}.json") for slot in range(4)]
-    record = read_json(truth_files[2])
-    shapes = {o["shape"] for o in record["scene"]["objects"]}
-    absent = next(s for s in ("hexagon", "star", "cross", "triangle", "square", "circle") if s not in shapes)
-    record["caption"] = f"a white {absent} and " + record["caption"]
-    write_json(truth_files[2], record)
-    record = read_json(truth_files[3])
-    record["caption"] = "a dog on a couch"
-    write_json(truth_files[3], record)
+    truth_files = world_shard_with_odd_captions(root, 4, absent_slot=2, absent_article="a white",
+                                                nothing_slot=3, nothing_caption="a dog on a couch")
     parse_files = [str(root / "parse" / f"{slot}.json") for slot in range(4)]
     parse_shard({"backend": "spacy", "max_components": 3, "hard_negatives": False,
                  "vocabulary": {"circle": ["disc"], "square": ["box"], "triangle": [], "star": [], "hexagon": [], "cross": ["plus"]},

@@ -17,6 +17,7 @@ import pytest
 
 from dualclip.download import download_shard
 from dualclip.download.shapes import COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, relation_between, render_scene
+from dualclip.eval.scoring import PER_ITEM_SCORE_COLUMNS, strictly_best
 from dualclip.eval.synthetic import (
     ALL_SUITES,
     CLASSIFICATION_SUITES,
@@ -25,7 +26,6 @@ from dualclip.eval.synthetic import (
     build_suites,
     class_prompts,
     score_suites,
-    strictly_best,
 )
 from dualclip.io import read_json, read_rgb
 
@@ -115,27 +115,27 @@ def test_listing_positives_describe_the_scene_exactly(built, suite):
         assert Counter(phrases(item["positive"])) == scene_pairs(scenes[item["scene"]]), item
 
 
+def replaced_phrase(item) -> tuple[tuple, tuple]:
+    """The one phrase (old, new) in which the item's negative differs from its positive."""
+    positive, negative = phrases(item["positive"]), phrases(item["negatives"][0])
+    changed = [(p, n) for p, n in zip(positive, negative) if p != n]
+    assert len(positive) == len(negative) and len(changed) == 1, item
+    return changed[0]
+
+
 def test_replace_att_new_pair_is_absent(built):
     _, _, suites, scenes = built
     for item in items_of(suites, "sc_replace_att"):
-        scene = scenes[item["scene"]]
-        positive, negative = phrases(item["positive"]), phrases(item["negatives"][0])
-        changed = [(p, n) for p, n in zip(positive, negative) if p != n]
-        assert len(positive) == len(negative) and len(changed) == 1, item
-        (old, new), = changed
+        old, new = replaced_phrase(item)
         assert old[1] == new[1] and old[0] != new[0]  # same shape, other colour
-        assert not find(scene, *new), item
+        assert not find(scenes[item["scene"]], *new), item
 
 
 def test_replace_obj_new_shape_is_absent(built):
     _, _, suites, scenes = built
     for item in items_of(suites, "sc_replace_obj"):
-        scene = scenes[item["scene"]]
-        positive, negative = phrases(item["positive"]), phrases(item["negatives"][0])
-        changed = [(p, n) for p, n in zip(positive, negative) if p != n]
-        assert len(positive) == len(negative) and len(changed) == 1, item
-        (old, new), = changed
-        assert old[0] == new[0] and new[1] not in {o["shape"] for o in scene["objects"]}, item
+        old, new = replaced_phrase(item)
+        assert old[0] == new[0] and new[1] not in {o["shape"] for o in scenes[item["scene"]]["objects"]}, item
 
 
 def test_add_obj_added_pair_is_absent(built):
@@ -348,11 +348,12 @@ def test_score_suites_end_to_end_with_a_tiny_model(built, tiny_model):
     per_item, summary = score_suites(model, preprocess, tokenizer, small, "cpu", batch_size=16)
     # one row per item and per retrieval query
     assert len(per_item) == len(items) + 12
+    assert set(PER_ITEM_SCORE_COLUMNS) <= set(per_item.columns)  # the schema the real benchmarks share
     assert list(per_item["item_id"][: len(items)]) == [item["item_id"] for item in items]
     scored = per_item[per_item["suite"] != "retrieval_t2i"]
     # correctness is the strict rule applied to the recorded scores
-    assert (scored["correct"] == (scored["positive_score"] > scored["best_negative_score"])).all()
-    assert scored["positive_score"].between(-1, 1).all()
+    assert (scored["correct"] == (scored["pos_score"] > scored["max_neg_score"])).all()
+    assert scored["pos_score"].between(-1, 1).all()
     # blind scores exist for the text suites only
     text = per_item["suite"].isin(TEXT_SUITES)
     assert per_item.loc[text, "blind_correct"].notna().all()

@@ -14,9 +14,8 @@ import hashlib
 import io
 import json
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ import pytest
 from dualclip.benchmarks import stage
 from dualclip.download.coco import annotation_paths, prepare_coco
 from dualclip.fetch import FetchError, download, safe_extract
+from helpers import serving
 
 HTML = b"<!DOCTYPE html><html><body>Sign in to continue / quota exceeded</body></html>\n"
 PAYLOAD = bytes(range(256)) * 600 + b"end"  # 153,603 bytes: more than the 64 KiB head check
@@ -72,14 +72,8 @@ class _RangeFiles(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     handler = type("Files", (_RangeFiles,), {"files": {}, "log": []})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler) as base:
+        yield base, handler
 
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:

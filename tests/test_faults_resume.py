@@ -107,13 +107,6 @@ def test_a_checkpoint_of_another_data_digest_is_not_resumed(world_data, tmp_path
     assert summary["resumed_from_step"] == 0 and "file content" in capsys.readouterr().out
 
 
-@pytest.fixture(scope="module")
-def world_data(tmp_path_factory):
-    from helpers import world_train_data
-
-    return world_train_data(tmp_path_factory.mktemp("world"), seed=3)
-
-
 # findings 1 and 7: an unchanged run resumes from a checkpoint that loads as plain data,
 # says where it resumed, and ends with the weights of an uninterrupted run
 def test_a_resumed_run_records_its_step_and_its_checkpoint_loads_weights_only(world_data, tmp_path):

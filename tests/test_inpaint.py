@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from dualclip.detect import run_shard as detect_shard
-from dualclip.download import download_shard
 from dualclip.download.shapes import render_background
 from dualclip.inpaint import dilate, get_inpainter, nonempty_subsets, run_shard, subset_name
-from dualclip.io import bits_to_masks, read_json, read_label_png, read_rgb, write_json
+from dualclip.io import bits_to_masks, read_json, read_label_png, read_rgb
 from dualclip.parse import run_shard as parse_shard
+from helpers import world_shard_with_odd_captions
 
 INPAINT = {"backend": "opencv", "method": "telea", "radius": 3, "dilation": 2}
 PARSE = {"backend": "spacy", "max_components": 3, "hard_negatives": False,
@@ -92,16 +92,8 @@ def shard(tmp_path_factory):
     Slot 4's caption gains an object absent from the image (a not-found component, so
     k < number of components); slot 5's caption names nothing (no dual at all)."""
     root = tmp_path_factory.mktemp("inpaint")
-    download_shard({"name": "shapes", "seed": 0, "image_size": 64}, "train", 0, N_SLOTS, root / "data")
-    truth = [str(root / "data" / f"{slot}.json") for slot in range(N_SLOTS)]
-    record = read_json(truth[4])
-    shapes = {o["shape"] for o in record["scene"]["objects"]}
-    absent = next(s for s in ("hexagon", "star", "cross", "triangle", "square", "circle") if s not in shapes)
-    record["caption"] = f"a {absent} and " + record["caption"]
-    write_json(truth[4], record)
-    record = read_json(truth[5])
-    record["caption"] = "an empty table"
-    write_json(truth[5], record)
+    truth = world_shard_with_odd_captions(root, N_SLOTS, absent_slot=4, absent_article="a",
+                                          nothing_slot=5, nothing_caption="an empty table")
     images = [str(root / "data" / f"{slot}.png") for slot in range(N_SLOTS)]
     parsed = [str(root / "parse" / f"{slot}.json") for slot in range(N_SLOTS)]
     detected = [str(root / "detect" / f"{slot}.json") for slot in range(N_SLOTS)]

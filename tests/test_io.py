@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from dualclip.io import atomic_write, copy_file, read_json, write_bytes, write_json
+from dualclip.io import atomic_write, copy_file, print_report, read_json, write_bytes, write_json
 from helpers import REPO
 
 
@@ -61,3 +61,13 @@ def test_the_dag_build_modules_do_not_load_numpy():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.stdout.strip() == "[]"
+
+
+def test_print_report_prints_and_appends_each_section_when_given_a_file(tmp_path, capsys):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# earlier\n")
+    print_report("## run 1\n", results)
+    print_report("## run 2\n", results)
+    print_report("## not kept\n", None)
+    assert results.read_text() == "# earlier\n## run 1\n## run 2\n"
+    assert capsys.readouterr().out == "## run 1\n\n## run 2\n\n## not kept\n\n"

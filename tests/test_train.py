@@ -12,7 +12,7 @@ from dualclip.io import write_png
 from dualclip.train.batches import Sample, TrainData, build_train_data, nearest_neighbours, plan_epoch
 from dualclip.train.methods import METHODS
 from dualclip.train.trainer import count_steps, train
-from helpers import tiny_config, world_train_data
+from helpers import tiny_config
 
 
 def toy_data(n=12, duals_per=3):
@@ -149,11 +149,6 @@ def test_equal_compute_gives_every_method_the_same_image_budget():
             seen += len(batch.images)
         assert abs(seen - 200) <= 8, (method, seen)  # within one batch of the budget
     assert count_steps("ours", data, config, 0, neighbours)[1] > count_steps("baseline", data, config, 0, neighbours)[1]
-
-
-@pytest.fixture(scope="module")
-def world_data(tmp_path_factory):
-    return world_train_data(tmp_path_factory.mktemp("world"), seed=3)
 
 
 def test_killed_run_resumes_to_identical_weights(world_data, tmp_path):

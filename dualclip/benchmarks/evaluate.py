@@ -20,7 +20,6 @@ words than every negative ("the shorter caption wins"; ties are wrong everywhere
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
@@ -28,6 +27,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from dualclip.eval.embed import embed_images, embed_texts
 
 from .items import BenchmarkItem
 from .scoring import SUGARCREPE_PP_SCORES, correct_from_scores, length_correct, sugarcrepe_pp_correct, summarise  # noqa: F401
@@ -61,39 +62,6 @@ def _load_image(item: BenchmarkItem) -> Image.Image:
     return img
 
 
-def _batches(seq: Sequence, size: int):
-    for i in range(0, len(seq), size):
-        yield seq[i:i + size]
-
-
-@torch.no_grad()
-def _embed_images(model, preprocess, items: list[BenchmarkItem], device, batch_size,
-                  num_workers: int = 0) -> torch.Tensor:
-    def prep(it):
-        return preprocess(_load_image(it))
-
-    out = []
-    pool = ThreadPoolExecutor(num_workers) if num_workers > 0 else None
-    try:
-        for chunk in _batches(items, batch_size):
-            tensors = list(pool.map(prep, chunk)) if pool else [prep(it) for it in chunk]
-            x = torch.stack(tensors).to(device)
-            out.append(F.normalize(model.encode_image(x).float(), dim=-1).cpu())
-    finally:
-        if pool:
-            pool.shutdown()
-    return torch.cat(out) if out else torch.empty(0)
-
-
-@torch.no_grad()
-def _embed_texts(model, tokenizer, texts: list[str], device, batch_size) -> torch.Tensor:
-    out = []
-    for chunk in _batches(texts, batch_size):
-        tok = tokenizer(list(chunk)).to(device)
-        out.append(F.normalize(model.encode_text(tok).float(), dim=-1).cpu())
-    return torch.cat(out) if out else torch.empty(0)
-
-
 def score_items(
     model: torch.nn.Module,
     preprocess: Callable[[Image.Image], torch.Tensor],
@@ -111,7 +79,7 @@ def score_items(
     Works with any open_clip model (``encode_image``/``encode_text``); the model is put
     in eval mode for the call and restored afterwards. Images are opened with PIL,
     converted to RGB and cropped to ``crop_bbox`` when set, then passed to
-    ``preprocess``; ``num_workers`` > 0 decodes images in that many threads.
+    ``preprocess``; ``num_workers`` > 0 decodes images in that many DataLoader workers.
     """
     items = list(items)
     if not items:
@@ -134,8 +102,8 @@ def score_items(
                 txt_keys.setdefault(t, len(txt_keys))
         log.info("scoring %d items: %d distinct images, %d distinct captions",
                  len(items), len(img_items), len(txt_keys))
-        img_emb = _embed_images(model, preprocess, img_items, device, batch_size, num_workers)
-        txt_emb = _embed_texts(model, tokenizer, list(txt_keys), device, batch_size)
+        img_emb = embed_images(model, preprocess, img_items, device, batch_size, num_workers, load=_load_image)
+        txt_emb = embed_texts(model, tokenizer, list(txt_keys), device, batch_size)
     finally:
         model.train(was_training)
 

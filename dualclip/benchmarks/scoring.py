@@ -58,7 +58,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from dualclip.eval.scoring import strictly_best
+
 from .aro import VGA_MIN_PAIR_ITEMS, excluded_vgr_relations
+from .registry import REGISTRY, benchmark_names
 from .sugarcrepe import SUBSETS as SUGARCREPE_SUBSETS
 from .sugarcrepe_pp import SUBSETS as SUGARCREPE_PP_SUBSETS
 from .valse import PIECES as VALSE_PIECES
@@ -66,9 +69,9 @@ from .valse import PIECES as VALSE_PIECES
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ["benchmark", "suite", "metric", "value", "n_items"]
-ORDER_BENCHMARKS = frozenset({"coco_order", "flickr30k_order"})
-BENCHMARKS = ("sugarcrepe", "sugarcrepe_pp", "valse", "vg_relation", "vg_attribution", "coco_order",
-              "flickr30k_order")
+#: the benchmarks scored per item (retrieval is scored by recall@k, coco_retrieval.py)
+BENCHMARKS = tuple(benchmark_names(retrieval=False))
+ORDER_BENCHMARKS = frozenset(name for name in BENCHMARKS if REGISTRY[name].ties_go_to_positive)
 
 
 def correct_from_scores(benchmark: str, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
@@ -78,16 +81,16 @@ def correct_from_scores(benchmark: str, pos: np.ndarray, neg: np.ndarray) -> np.
     Strict ``pos > max(neg)`` everywhere except the Order benchmarks, whose official
     rule ``argmax == 0`` lets ties go to the positive (``pos >= max(neg)``).
     """
-    pos = np.asarray(pos, dtype=np.float64)
-    neg = np.asarray(neg, dtype=np.float64)
-    max_neg = neg.max(axis=1) if neg.ndim == 2 else neg
-    if pos.shape != max_neg.shape:
-        raise ValueError(f"pos has shape {pos.shape} but negatives give {max_neg.shape}")
     if benchmark in ORDER_BENCHMARKS:
+        pos = np.asarray(pos, dtype=np.float64)
+        neg = np.asarray(neg, dtype=np.float64)
+        max_neg = neg.max(axis=1) if neg.ndim == 2 else neg
+        if pos.shape != max_neg.shape:
+            raise ValueError(f"pos has shape {pos.shape} but negatives give {max_neg.shape}")
         return pos >= max_neg
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {BENCHMARKS}")
-    return pos > max_neg
+    return strictly_best(pos, neg)
 
 
 #: SugarCrepe++ metric -> per-item boolean column (``correct`` holds ITT).
@@ -333,20 +336,9 @@ def summarise(benchmark: str, per_item: pd.DataFrame) -> pd.DataFrame:
     """Official aggregate numbers of one benchmark in the long results format
     (columns ``benchmark, suite, metric, value, n_items``; value in percent)."""
     df = _check(per_item, benchmark)
-    if benchmark == "sugarcrepe":
-        rows = summarise_sugarcrepe(df)
-    elif benchmark == "sugarcrepe_pp":
-        rows = summarise_sugarcrepe_pp(df)
-    elif benchmark == "valse":
-        rows = summarise_valse(df)
-    elif benchmark == "vg_relation":
-        rows = summarise_vg_relation(df)
-    elif benchmark == "vg_attribution":
-        rows = summarise_vg_attribution(df)
-    elif benchmark in ORDER_BENCHMARKS:
-        rows = summarise_order(df, benchmark)
-    else:
+    if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {BENCHMARKS}")
+    rows = REGISTRY[benchmark].summarise(df)  # the registry's official scorer
     out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     out["n_items"] = out["n_items"].astype("int64")
     return out

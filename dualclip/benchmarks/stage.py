@@ -29,7 +29,10 @@ Config section (``config["benchmarks"][<name>]``), every key optional:
 download), ``images`` (one folder, or a dict keyed by image source or, for VALSE, piece
 name), ``download_images`` (false), ``verify_checksums`` (true; false accepts excerpts or
 edited copies of pinned files, whose checksums are then only recorded), ``pieces``
-(SugarCrepe / SugarCrepe++ subsets, VALSE pieces to evaluate; default all).
+(SugarCrepe / SugarCrepe++ subsets, VALSE pieces to evaluate; default all). The workflow's
+input functions (rules/common.smk) call :func:`configured`, :func:`section`,
+:func:`archives_needed` and :func:`needed_files` rather than repeating this logic; the
+benchmarks themselves are the registry's (dualclip/benchmarks/registry.py).
 """
 
 from __future__ import annotations
@@ -38,8 +41,6 @@ import json
 import logging
 import os
 import time
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -54,41 +55,36 @@ from dualclip.fetch import (
 )
 from dualclip.io import copy_file, read_json
 
+from .registry import REGISTRY, data_json, get_benchmark
+
 log = logging.getLogger(__name__)
 
-BENCHMARK_NAMES = ("sugarcrepe", "sugarcrepe_pp", "valse", "vg_relation", "vg_attribution", "coco_order",
-                   "flickr30k_order", "coco_retrieval")
+BENCHMARK_NAMES = tuple(REGISTRY)
 DEFAULTS = {"annotations": None, "images": None, "download_images": False,
             "verify_checksums": True, "pieces": None}
 SCORE_COLUMNS = ["method", "n_train", "seed", "benchmark", "suite", "metric", "value", "n_items",
                  "code_version", "n_items_total", "incomplete"]
 LOCK_NAME = "sha256.lock.json"
 #: Benchmarks with one annotation file per piece, whose `pieces` may be chosen.
-PIECE_BENCHMARKS = ("sugarcrepe", "sugarcrepe_pp", "valse")
+PIECE_BENCHMARKS = tuple(name for name, benchmark in REGISTRY.items() if benchmark.has_pieces)
 GDRIVE_PREFIX = "gdrive:"
 
 
 # --------------------------------------------------------------------------- metadata
 
-@lru_cache(maxsize=None)
-def _data_json(name: str) -> dict:
-    text = resources.files("dualclip.benchmarks").joinpath(f"data/{name}").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
 def sources() -> dict:
     """``data/sources.json``: annotation URLs, image sources and image archives."""
-    return _data_json("sources.json")
+    return data_json("sources.json")
 
 
 def pinned_checksums() -> dict:
     """``data/sha256.json``: pinned SHA-256 of the SugarCrepe, SugarCrepe++ and VALSE files (+ commits)."""
-    return _data_json("sha256.json")
+    return data_json("sha256.json")
 
 
 def annotation_urls(benchmark: str) -> dict[str, str]:
     """Official annotation file name -> URL (``gdrive:<id>`` for Google Drive)."""
-    return dict(sources()["benchmarks"][benchmark]["files"])
+    return get_benchmark(benchmark).files
 
 
 def pinned_sha256(benchmark: str, filename: str) -> str | None:
@@ -127,6 +123,15 @@ def section(config: dict, benchmark: str) -> dict:
                              f"sources {list(entry['images'])}" + (f" or pieces {list(entry['pieces'])}"
                                                                    if benchmark == "valse" else ""))
     return sec
+
+
+def configured(config: dict) -> dict[str, dict]:
+    """Every configured benchmark -> its section with defaults (``<name>: false`` leaves one out)."""
+    named = config.get("benchmarks") or {}
+    unknown = [name for name in named if name not in BENCHMARK_NAMES]
+    if unknown:
+        raise ValueError(f"config benchmarks: unknown benchmark(s) {unknown}; choose from {list(BENCHMARK_NAMES)}")
+    return {name: section(config, name) for name, value in named.items() if value is not False}
 
 
 def pieces(benchmark: str, sec: dict) -> list[tuple[str, str]]:
@@ -442,15 +447,6 @@ def prepare_archive(archive: str, config: dict, out_file: str | os.PathLike) -> 
 
 def load_items(benchmark: str, ready: dict):
     """Items of a prepared benchmark (a ``LoadResult``; a ``RetrievalSet`` for retrieval)."""
-    from . import (
-        load_karpathy,
-        load_order,
-        load_sugarcrepe,
-        load_sugarcrepe_pp,
-        load_valse,
-        load_vg_attribution,
-        load_vg_relation,
-    )
     from .items import LoadResult, SkippedPiece
 
     ann = Path(ready["annotations"])
@@ -459,33 +455,16 @@ def load_items(benchmark: str, ready: dict):
                for p in ready["pieces"] if p["status"] == "skipped"]
     # a piece served by several folders (VALSE coreference-standard) lists them in "folders"
     folders = {p["piece"]: p["folders"] if len(p.get("folders", [])) > 1 else p["folder"] for p in usable}
-    if benchmark == "coco_retrieval":
-        from .coco_retrieval import RetrievalSet
-
-        if not usable:
-            return RetrievalSet(skipped_pieces=skipped)
-        data = load_karpathy(ann / "coco_karpathy_test.json", folders["karpathy_test"])
-        data.skipped_pieces = skipped + data.skipped_pieces
-        return data
-    result = LoadResult(skipped_pieces=skipped)
+    entry = get_benchmark(benchmark)
     if not usable:
-        return result
-    if benchmark == "sugarcrepe":
-        for piece in folders:
-            result.extend(load_sugarcrepe(ann, folders[piece], subsets=[piece]))
-    elif benchmark == "sugarcrepe_pp":
-        for piece in folders:
-            result.extend(load_sugarcrepe_pp(ann, folders[piece], subsets=[piece]))
-    elif benchmark == "valse":
-        result.extend(load_valse(ann, folders, pieces=list(folders)))
-    elif benchmark == "vg_relation":
-        result.extend(load_vg_relation(ann, folders["all"]))
-    elif benchmark == "vg_attribution":
-        result.extend(load_vg_attribution(ann, folders["all"]))
-    else:
-        name = next(iter(annotation_urls(benchmark)))
-        result.extend(load_order(ann / name, folders["test"], benchmark=benchmark, split="test"))
-    return result
+        if entry.retrieval:
+            from .coco_retrieval import RetrievalSet
+
+            return RetrievalSet(skipped_pieces=skipped)
+        return LoadResult(skipped_pieces=skipped)
+    data = entry.load(ann, folders)
+    data.skipped_pieces = skipped + data.skipped_pieces
+    return data
 
 
 def _retrieval_per_item(sim, data) -> pd.DataFrame:
@@ -557,10 +536,11 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
     batch_size = int(batch_size or config.get("eval", {}).get("batch_size", 64))
     torch_device = resolve_device(device)
     data = load_items(benchmark, ready)
-    n_work = len(data.texts) if benchmark == "coco_retrieval" else len(data.items)
+    retrieval = get_benchmark(benchmark).retrieval
+    n_work = len(data.texts) if retrieval else len(data.items)
     if n_work:
         model, preprocess, tokenizer, checkpoint = load_checkpoint_model(model_file, torch_device)
-        if benchmark == "coco_retrieval":
+        if retrieval:
             sim = similarity_matrix(model, preprocess, tokenizer, data, torch_device, batch_size)
             summary = summarise_retrieval(retrieval_recall(sim, data.img2txt, data.txt2img),
                                           len(data.image_paths), len(data.texts))
@@ -591,5 +571,5 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
 
 
 __all__ = ["BENCHMARK_NAMES", "prepare", "prepare_archive", "evaluate", "load_items", "flag_incomplete",
-           "section", "pieces", "archives_needed", "image_folder", "sources",
+           "configured", "section", "pieces", "archives_needed", "image_folder", "sources",
            "pinned_checksums", "annotation_urls"]

@@ -10,10 +10,10 @@ all in one flat folder.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterable
 
-from .items import BenchmarkItem, LoadResult, attach_images, read_annotation
+from .items import BenchmarkItem, LoadResult, attach_images
+from .loading import annotation_files
 
 BENCHMARK = "sugarcrepe"
 
@@ -48,17 +48,10 @@ def load_sugarcrepe(
     ``item_id`` is ``"<subset>/<key>"``; ``suite`` is the subset name; ``meta`` holds
     ``category`` (REPLACE/SWAP/ADD) and the original ``key``.
     """
-    annotation_dir = Path(annotation_dir)
-    wanted = list(SUBSETS) if subsets is None else list(subsets)
     result = LoadResult()
-    for subset in wanted:
-        if subset not in SUBSETS:
-            raise ValueError(f"unknown SugarCrepe subset {subset!r}; choose from {list(SUBSETS)}")
-        path = annotation_dir / f"{subset}.json"
-        data = read_annotation(path, f"SugarCrepe {subset}")
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object keyed by index, got "
-                             f"{type(data).__name__}; is this a SugarCrepe data/ file?")
+    for subset, path, data in annotation_files(annotation_dir, subsets, SUBSETS, title="SugarCrepe",
+                                               piece_word="subset", layout=dict,
+                                               layout_words="a JSON object keyed by index"):
         candidates = []
         for key, rec in data.items():
             try:

@@ -17,21 +17,16 @@ Image-P2-Neg and TOT accuracies.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterable
 
-from .items import BenchmarkItem, LoadResult, attach_images, read_annotation
+from .items import BenchmarkItem, LoadResult, attach_images
+from .loading import annotation_files
+from .sugarcrepe import SUBSETS as SUGARCREPE_SUBSETS
 
 BENCHMARK = "sugarcrepe_pp"
 
-#: Subset name -> category (the SugarCrepe REPLACE / SWAP grouping; there are no ADD subsets).
-SUBSETS: dict[str, str] = {
-    "replace_obj": "REPLACE",
-    "replace_att": "REPLACE",
-    "replace_rel": "REPLACE",
-    "swap_obj": "SWAP",
-    "swap_att": "SWAP",
-}
+#: Subset name -> category: SugarCrepe's REPLACE and SWAP subsets (there are no ADD subsets).
+SUBSETS: dict[str, str] = {name: category for name, category in SUGARCREPE_SUBSETS.items() if category != "ADD"}
 
 #: Item counts of the annotation files at Sri-Harsha/scpp@c083bbf (4,757 in total).
 EXPECTED_COUNTS: dict[str, int] = {
@@ -56,17 +51,11 @@ def load_sugarcrepe_pp(
     positive equals the negative (2 in swap_obj upstream) are kept: they can never be
     answered correctly under the strict rule, as upstream counts them.
     """
-    annotation_dir = Path(annotation_dir)
-    wanted = list(SUBSETS) if subsets is None else list(subsets)
     result = LoadResult()
-    for subset in wanted:
-        if subset not in SUBSETS:
-            raise ValueError(f"unknown SugarCrepe++ subset {subset!r}; choose from {list(SUBSETS)}")
-        path = annotation_dir / f"{subset}.json"
-        data = read_annotation(path, f"SugarCrepe++ {subset}")
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}; "
-                             f"is this a SugarCrepe++ data/ file (a SugarCrepe file is an object)?")
+    for subset, path, data in annotation_files(
+            annotation_dir, subsets, SUBSETS, title="SugarCrepe++", piece_word="subset", layout=list,
+            layout_words="a JSON list of records",
+            file_words="a SugarCrepe++ data/ file (a SugarCrepe file is an object)"):
         candidates = []
         for i, rec in enumerate(data):
             try:

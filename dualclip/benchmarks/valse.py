@@ -12,10 +12,10 @@ image source (see :data:`PIECES` and :data:`IMAGE_SOURCES`).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterable, Mapping, Union
 
-from .items import BenchmarkItem, LoadResult, attach_images, read_annotation
+from .items import BenchmarkItem, LoadResult, attach_images
+from .loading import annotation_files
 
 BENCHMARK = "valse"
 
@@ -92,17 +92,9 @@ def load_valse(
     is returned and ``meta["valid"]`` tells them apart (the scorer still uses only the
     valid ones).
     """
-    annotation_dir = Path(annotation_dir)
-    wanted = list(PIECES) if pieces is None else list(pieces)
     result = LoadResult()
-    for piece in wanted:
-        if piece not in PIECES:
-            raise ValueError(f"unknown VALSE piece {piece!r}; choose from {list(PIECES)}")
-        path = annotation_dir / f"{piece}.json"
-        data = read_annotation(path, f"VALSE {piece}")
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object keyed by item id, got "
-                             f"{type(data).__name__}; is this a VALSE data/ file?")
+    for piece, path, data in annotation_files(annotation_dir, pieces, PIECES, title="VALSE", piece_word="piece",
+                                              layout=dict, layout_words="a JSON object keyed by item id"):
         candidates = []
         for key, rec in data.items():
             try:

@@ -219,14 +219,14 @@ def measure_checkpoint(model_file: str, data_manifests: list[str], inpaint_manif
                        shard_size: int, out_file: str, device: str = "auto", batch_size: int = 256, seed: int = 0):
     """Embed the first ``n_images`` training originals and their duals with a trained run
     and write the manifold table (CSV) with the run that measured it."""
-    from dualclip.eval.synthetic import encode
+    from dualclip.eval.embed import embed_images
     from dualclip.io import write_text
     from dualclip.runtime import resolve_device
     from dualclip.train.models import load_checkpoint_model
 
     rows = dual_rows(data_manifests, inpaint_manifests, n_images, shard_size)
-    model, preprocess, tokenizer, checkpoint = load_checkpoint_model(model_file, resolve_device(device))
-    features, _ = encode(model, preprocess, tokenizer, list(rows["file"]), [], resolve_device(device), batch_size)
+    model, preprocess, _, checkpoint = load_checkpoint_model(model_file, resolve_device(device))
+    features = embed_images(model, preprocess, list(rows["file"]), resolve_device(device), batch_size)
     table = manifold_rows(features.numpy(), rows, seed=seed)
     run = checkpoint["summary"]
     for column, value in (("seed", run["seed"]), ("n_train", run["n_samples"]), ("method", run["method"])):

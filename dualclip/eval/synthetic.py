@@ -45,6 +45,8 @@ from dualclip.download.shapes import (
     relation_between,
     render_scene,
 )
+from dualclip.eval.embed import embed_images, embed_texts
+from dualclip.eval.scoring import strictly_best
 from dualclip.inpaint import dilate
 from dualclip.inpaint.opencv import OpenCVInpainter
 from dualclip.io import write_json, write_png
@@ -226,26 +228,6 @@ def build_suites(inpaint_config: dict, test_records: list[tuple[str, dict]], sui
 # ------------------------------------------------------------------ scoring
 
 
-@torch.no_grad()
-def encode(model, preprocess, tokenizer, images: list[str], texts: list[str], device, batch_size: int = 256):
-    from PIL import Image
-
-    model.eval()
-    image_features, text_features = [], []
-    for start in range(0, len(images), batch_size):
-        batch = []
-        for path in images[start:start + batch_size]:
-            with Image.open(path) as image:
-                batch.append(preprocess(image.convert("RGB")))
-        image_features.append(torch.nn.functional.normalize(model.encode_image(torch.stack(batch).to(device)).float(), dim=-1).cpu())
-    for start in range(0, len(texts), batch_size):
-        tokens = tokenizer(texts[start:start + batch_size]).to(device)
-        text_features.append(torch.nn.functional.normalize(model.encode_text(tokens).float(), dim=-1).cpu())
-    # either list may be empty: dualclip.eval.manifold embeds images only
-    return (torch.cat(image_features) if image_features else torch.empty(0),
-            torch.cat(text_features) if text_features else torch.empty(0))
-
-
 def class_prompts(attribute: str) -> dict[str, list[str]]:
     """Class -> its prompts: every template with every value of the other attribute."""
     classes, others = (SHAPES, list(COLOURS)) if attribute == "shape" else (list(COLOURS), SHAPES)
@@ -265,8 +247,8 @@ def classification_rows(model, preprocess, tokenizer, classification: dict, devi
         attribute = CLASSIFICATION_SUITES[suite]
         prompts = class_prompts(attribute)
         texts = [t for ts in prompts.values() for t in ts]
-        image_features, text_features = encode(model, preprocess, tokenizer, [e["image"] for e in entries], texts,
-                                               device, batch_size)
+        image_features = embed_images(model, preprocess, [e["image"] for e in entries], device, batch_size)
+        text_features = embed_texts(model, tokenizer, texts, device, batch_size)
         per_class = text_features.reshape(len(prompts), -1, text_features.shape[-1])
         weights = torch.nn.functional.normalize(per_class.mean(1), dim=-1)
         scores = image_features @ weights.T
@@ -275,14 +257,9 @@ def classification_rows(model, preprocess, tokenizer, classification: dict, devi
             truth = classes.index(entry[attribute])
             others = [float(v) for j, v in enumerate(scores[k]) if j != truth]
             rows.append({"item_id": f"{suite}-{k}", "suite": suite, "novel": entry["novel"], "n_objects": 1,
-                         "positive_score": float(scores[k, truth]), "best_negative_score": max(others),
+                         "pos_score": float(scores[k, truth]), "max_neg_score": max(others),
                          "correct": strictly_best(float(scores[k, truth]), others), "blind_correct": None})
     return rows
-
-
-def strictly_best(positive: float, negatives: list[float]) -> bool:
-    """The official rule: a tie with any negative is wrong."""
-    return all(positive > negative for negative in negatives)
 
 
 def score_suites(model, preprocess, tokenizer, suites: dict, device="cpu", batch_size: int = 256):
@@ -293,7 +270,8 @@ def score_suites(model, preprocess, tokenizer, suites: dict, device="cpu", batch
                         | {r["image"] for r in retrieval})
     text_list = sorted({t for item in items if item["kind"] == "text" for t in [item["positive"], *item["negatives"]]}
                        | {item["caption"] for item in items if item["kind"] == "image"} | {r["caption"] for r in retrieval})
-    image_features, text_features = encode(model, preprocess, tokenizer, image_list, text_list, device, batch_size)
+    image_features = embed_images(model, preprocess, image_list, device, batch_size)
+    text_features = embed_texts(model, tokenizer, text_list, device, batch_size)
     image_index = {path: i for i, path in enumerate(image_list)}
     text_index = {text: i for i, text in enumerate(text_list)}
     test_images = sorted({r["image"] for r in retrieval} | {item["image"] for item in items if item["kind"] == "text"})
@@ -315,7 +293,7 @@ def score_suites(model, preprocess, tokenizer, suites: dict, device="cpu", batch
             negatives = [float(similarity[image_index[p], t]) for p in item["negative_images"]]
             blind_correct = None
         rows.append({"item_id": item["item_id"], "suite": item["suite"], "novel": item["novel"], "n_objects": item["n_objects"],
-                     "positive_score": positive, "best_negative_score": max(negatives),
+                     "pos_score": positive, "max_neg_score": max(negatives),
                      "correct": strictly_best(positive, negatives), "blind_correct": blind_correct})
     for k, entry in enumerate(retrieval):
         scores = similarity[:, text_index[entry["caption"]]]
@@ -326,7 +304,7 @@ def score_suites(model, preprocess, tokenizer, suites: dict, device="cpu", batch
         unique = int((candidate_scores == top).sum()) == 1  # a tie for first place is a miss, as everywhere
         hit = unique and tuple(map(tuple, retrieval[candidates.index(best)]["object_set"])) == tuple(map(tuple, entry["object_set"]))
         rows.append({"item_id": f"retrieval_t2i-{k}", "suite": "retrieval_t2i", "novel": None, "n_objects": len(entry["object_set"]),
-                     "positive_score": float(scores[image_index[entry["image"]]]), "best_negative_score": None,
+                     "pos_score": float(scores[image_index[entry["image"]]]), "max_neg_score": None,
                      "correct": bool(hit), "blind_correct": None})
     rows += classification_rows(model, preprocess, tokenizer, suites.get("classification") or {}, device, batch_size)
     per_item = pd.DataFrame(rows)

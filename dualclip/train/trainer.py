@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dualclip.eval.embed import normalised_image_features, normalised_text_features
 from dualclip.io import atomic_write, code_version, read_json, write_json, write_text
 from dualclip.runtime import resolve_device
 from dualclip.train import distributed
@@ -528,8 +529,9 @@ def validate(model, tokenizer, val, device) -> dict:
     """Top-1 retrieval accuracy on the validation slice (same caption counts as a hit)."""
     images, captions = val
     model.eval()
-    image_features = torch.nn.functional.normalize(model.encode_image(images.to(device)), dim=-1)
-    text_features = torch.nn.functional.normalize(model.encode_text(tokenizer(captions).to(device)), dim=-1)
+    # the whole slice in one batch, on the training device (the engine's per-batch step)
+    image_features = normalised_image_features(model, images, device)
+    text_features = normalised_text_features(model, tokenizer, captions, device)
     model.train()
     similarity = image_features @ text_features.T
     same = torch.tensor([[a == b for b in captions] for a in captions], device=similarity.device)

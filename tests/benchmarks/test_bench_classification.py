@@ -4,20 +4,15 @@ missing datasets are skipped with their reason; the COCO dry run plans the jobs.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import open_clip.zero_shot_metadata
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from PIL import Image
 
-from bench_helpers import REPO
 from dualclip.benchmarks import stage
 from dualclip.benchmarks.classification import (
     CIFAR10_CLASSNAMES,
@@ -30,6 +25,7 @@ from dualclip.benchmarks.classification import (
     zero_shot_classify,
 )
 from dualclip.train.models import create_model
+from helpers import coco_dry_run
 
 CLASSES = ("red square", "green square", "blue square", "yellow square", "white square", "black square")
 COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 230, 20), (250, 250, 250), (5, 5, 5)]
@@ -113,26 +109,7 @@ def test_cifar_class_names_and_templates_and_a_missing_copy():
 
 
 def test_coco_dry_run_plans_sugarcrepe_pp_and_classification_for_every_run(tmp_path):
-    others = [b for b in stage.BENCHMARK_NAMES if b != "sugarcrepe_pp"]
-    small = {"shard_size": 5, "dataset": {"root": str(tmp_path / "coco"), "n_train": 10, "n_val": 5},
-             "train": {"methods": ["baseline", "ours"], "seeds": [0, 1]},
-             "benchmarks": {name: False for name in others}}
-    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
-    work = tmp_path / "work"  # the pre-flight checks that the configured models exist (not their weights)
-    (work / "models" / "Qwen2.5-1.5B-Instruct").mkdir(parents=True)
-    (work / "models" / "Qwen2.5-1.5B-Instruct" / "config.json").write_text("{}")
-    (work / "models" / "stable-diffusion-inpainting").mkdir()
-    (work / "models" / "stable-diffusion-inpainting" / "model_index.json").write_text("{}")
-    (work / "models" / "yolov8x-seg.pt").write_bytes(b"")
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "-n",
-               "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "coco.yaml"),
-               str(tmp_path / "small.yaml")]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    text = result.stdout + result.stderr
-    assert result.returncode == 0, text[-4000:]
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", text.split("Job stats:", 1)[1], flags=re.M))
-    results = yaml.safe_load((REPO / "config" / "coco.yaml").read_text())["results_dir"]
+    text, jobs, results = coco_dry_run(tmp_path)
     runs = set(re.findall(rf"{results}/train/([^/\s]+)/n(\d+)/seed(\d+)/model\.pt", text))
     assert runs and {m for m, _, _ in runs} == {"baseline", "ours", "zeroshot"}
     for output in ("sugarcrepe_pp", "classification"):

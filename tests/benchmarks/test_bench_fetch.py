@@ -7,13 +7,13 @@ import io
 import json
 import os
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from dualclip.fetch import ChecksumMismatchError, FetchError, UnsafeArchiveError, download, safe_extract, sha256_file
+from helpers import serving
 
 PAYLOAD = bytes(range(256)) * 400 + b"tail"  # 102,404 bytes
 
@@ -62,15 +62,8 @@ class _Handler(BaseHTTPRequestHandler):
 def server():
     handler = type("H", (_Handler,), {"files": {"/data.bin": PAYLOAD}, "log": [],
                                       "ignore_range": False, "cut_first": False})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler) as base:
+        yield base, handler
 
 
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

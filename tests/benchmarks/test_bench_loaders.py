@@ -11,6 +11,7 @@ import pytest
 from bench_helpers import json_image_names, make_images
 from dualclip.benchmarks import load_sugarcrepe, load_valse, load_vg_attribution, load_vg_relation
 from dualclip.benchmarks.sugarcrepe import SUBSETS
+from dualclip.benchmarks.sugarcrepe_pp import load_sugarcrepe_pp
 from dualclip.benchmarks.valse import PIECES
 
 
@@ -86,6 +87,26 @@ def test_sugarcrepe_bad_inputs_name_the_file(tmp_path, fixtures_dir):
         load_sugarcrepe(tmp_path, None, subsets=["add_obj"])
     with pytest.raises(ValueError, match="unknown SugarCrepe subset"):
         load_sugarcrepe(fixtures_dir / "sugarcrepe", None, subsets=["swap_rel"])
+
+
+
+@pytest.mark.parametrize("load, piece, wrong_layout, unknown, expected", [
+    (load_sugarcrepe, "add_obj", "[]", "unknown SugarCrepe subset 'swap_rel'; choose from ['replace_obj', ",
+     "expected a JSON object keyed by index, got list; is this a SugarCrepe data/ file?"),
+    (load_sugarcrepe_pp, "swap_att", "{}", "unknown SugarCrepe++ subset 'swap_rel'; choose from ['replace_obj', ",
+     "expected a JSON list of records, got dict; is this a SugarCrepe++ data/ file (a SugarCrepe file is an object)?"),
+    (load_valse, "plurals", "[]", "unknown VALSE piece 'swap_rel'; choose from ['existence', ",
+     "expected a JSON object keyed by item id, got list; is this a VALSE data/ file?"),
+])
+def test_loaders_name_an_unknown_piece_and_a_file_of_another_layout(tmp_path, load, piece, wrong_layout, unknown,
+                                                                      expected):
+    with pytest.raises(ValueError) as error:
+        load(tmp_path, None, ["swap_rel"])
+    assert str(error.value).startswith(unknown)
+    (tmp_path / f"{piece}.json").write_text(wrong_layout)
+    with pytest.raises(ValueError) as error:
+        load(tmp_path, None, [piece])
+    assert str(error.value) == f"{tmp_path / piece}.json: {expected}"
 
 
 def _valse_images(fixtures_dir, root):

@@ -93,30 +93,33 @@ def test_valse_acc_r_on_valid_items_and_mean_over_pieces():
     assert set(part.suite) == {"existence", "plurals", "mean_partial"}
 
 
-def test_vg_relation_macro_drops_the_157_notebook_relations():
+def test_vg_relation_excluded_relations_are_the_157_of_the_notebook():
     ex = excluded_vgr_relations()
     assert len(ex) == 157 and "between" in ex and "on" not in ex
-    suites = ["on"] * 4 + ["wearing"] * 2 + ["between"] * 3
-    scores = ([[.9, .1]] * 3 + [[.1, .1]]          # on: 3/4, the tie is wrong
-              + [[.1, .9], [.9, .1]]                 # wearing: 1/2
-              + [[.1, .9]] * 3)                      # between: 0/3, excluded from macro
-    out = summarise("vg_relation", per_item_frame("vg_relation", suites, scores))
-    assert _value(out, "on", "accuracy") == (75.0, 4)
-    assert _value(out, "between", "accuracy_excluded_from_macro") == (0.0, 3)
-    assert _value(out, "macro", "accuracy") == (62.5, 6)
-    v, n = _value(out, "micro", "accuracy")
-    assert n == 9 and v == pytest.approx(400 / 9)
 
 
-def test_vg_attribution_drops_pairs_under_25_items():
-    suites = ["white_brown"] * 25 + ["red_blue"] * 24
-    scores = [[.9, .1]] * 20 + [[.1, .9]] * 5 + [[.1, .9]] * 24
-    out = summarise("vg_attribution", per_item_frame("vg_attribution", suites, scores))
-    assert _value(out, "white_brown", "accuracy") == (80.0, 25)
-    assert _value(out, "red_blue", "accuracy_excluded_from_macro") == (0.0, 24)
-    assert _value(out, "macro", "accuracy") == (80.0, 25)
+@pytest.mark.parametrize("benchmark, suites, scores, expected, micro", [
+    # VG-Relation drops the notebook's 157 relations from the macro average
+    ("vg_relation", ["on"] * 4 + ["wearing"] * 2 + ["between"] * 3,
+     ([[.9, .1]] * 3 + [[.1, .1]]          # on: 3/4, the tie is wrong
+      + [[.1, .9], [.9, .1]]                 # wearing: 1/2
+      + [[.1, .9]] * 3),                     # between: 0/3, excluded from macro
+     {("on", "accuracy"): (75.0, 4), ("between", "accuracy_excluded_from_macro"): (0.0, 3),
+      ("macro", "accuracy"): (62.5, 6)},
+     (400 / 9, 9)),
+    # VG-Attribution drops pairs of under 25 items from the macro average
+    ("vg_attribution", ["white_brown"] * 25 + ["red_blue"] * 24,
+     [[.9, .1]] * 20 + [[.1, .9]] * 5 + [[.1, .9]] * 24,
+     {("white_brown", "accuracy"): (80.0, 25), ("red_blue", "accuracy_excluded_from_macro"): (0.0, 24),
+      ("macro", "accuracy"): (80.0, 25)},
+     (2000 / 49, 49)),
+])
+def test_vg_macro_leaves_out_excluded_suites_and_micro_keeps_them(benchmark, suites, scores, expected, micro):
+    out = summarise(benchmark, per_item_frame(benchmark, suites, scores))
+    for (suite, metric), value_and_n in expected.items():
+        assert _value(out, suite, metric) == value_and_n
     v, n = _value(out, "micro", "accuracy")
-    assert n == 49 and v == pytest.approx(2000 / 49)
+    assert n == micro[1] and v == pytest.approx(micro[0])
 
 
 def test_order_micro_accuracy_with_official_and_strict_ties():

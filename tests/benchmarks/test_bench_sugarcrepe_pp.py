@@ -12,13 +12,8 @@ come from a local HTTP server on 127.0.0.1.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import os
 import re
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +33,7 @@ from dualclip.benchmarks import (
 )
 from dualclip.benchmarks.sugarcrepe_pp import EXPECTED_COUNTS, SUBSETS
 from dualclip.fetch import ChecksumMismatchError
-from helpers import needs_shared_benchmarks, shared_benchmarks_dir
+from helpers import coco_dry_run, needs_shared_benchmarks, serving_files, shared_benchmarks_dir
 
 SHARED = shared_benchmarks_dir() / "sugarcrepe_pp"
 COMMIT = "c083bbf039a5ca215acaf25e7ee736d2ea6f3864"
@@ -228,34 +223,10 @@ def test_score_items_gives_exact_ties_for_identical_captions(fix, tmp_path, tiny
 
 # --------------------------------------------------------------------------- download rule
 
-class _Files(http.server.BaseHTTPRequestHandler):
-    content: dict[str, bytes] = {}
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        body = self.content.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
 def local_server():
-    handler = type("Handler", (_Files,), {"content": {}})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.content
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_files() as base_and_content:
+        yield base_and_content
 
 
 def _serve(monkeypatch, base, content, folder: Path):
@@ -380,26 +351,7 @@ def test_example_config_and_pieces():
 
 
 def test_coco_dry_run_plans_a_sugarcrepe_pp_eval_per_run(tmp_path):
-    others = [b for b in stage.BENCHMARK_NAMES if b != "sugarcrepe_pp"]
-    small = {"shard_size": 5, "dataset": {"root": str(tmp_path / "coco"), "n_train": 10, "n_val": 5},
-             "train": {"methods": ["baseline", "ours"], "seeds": [0, 1]},
-             "benchmarks": {name: False for name in others}}
-    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
-    work = tmp_path / "work"  # the pre-flight checks that the configured models exist (not their weights)
-    (work / "models" / "Qwen2.5-1.5B-Instruct").mkdir(parents=True)
-    (work / "models" / "Qwen2.5-1.5B-Instruct" / "config.json").write_text("{}")
-    (work / "models" / "stable-diffusion-inpainting").mkdir()
-    (work / "models" / "stable-diffusion-inpainting" / "model_index.json").write_text("{}")
-    (work / "models" / "yolov8x-seg.pt").write_bytes(b"")
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "-n",
-               "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "coco.yaml"),
-               str(tmp_path / "small.yaml")]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    text = result.stdout + result.stderr
-    assert result.returncode == 0, text[-4000:]
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", text.split("Job stats:", 1)[1], flags=re.M))
-    results = yaml.safe_load((REPO / "config" / "coco.yaml").read_text())["results_dir"]
+    text, jobs, results = coco_dry_run(tmp_path)
     planned = set(re.findall(rf"{results}/eval/([^/\s]+)/n(\d+)/seed(\d+)/sugarcrepe_pp\.csv", text))
     runs = set(re.findall(rf"{results}/train/([^/\s]+)/n(\d+)/seed(\d+)/model\.pt", text))
     assert runs and planned == runs, (planned, runs)
