@@ -14,7 +14,7 @@ validate(
 
 
 include: "rules/common.smk"
-include: "rules/download.smk"
+include: "rules/data.smk"
 include: "rules/parse.smk"
 include: "rules/detect.smk"
 include: "rules/inpaint.smk"

@@ -11,7 +11,7 @@ For one shard (``shard_size`` images of the train split) of the embedded default
   ``code_version``). The stages run in order, each on the previous one's output.
 * **kernel**: the stage's computation alone, in this process (``time.process_time``) on
   the same shard with its inputs already in memory: the shapes renderer
-  (``world_record``) for download, spaCy ``nlp.pipe`` over the captions (one pass with the
+  (``world_record``) for data, spaCy ``nlp.pipe`` over the captions (one pass with the
   stage's pipeline, after a warm-up) for parse, ``OracleDetector.detect`` for detect, ``cv2.inpaint`` over every
   subset's mask for inpaint, ``RuleRewriter.rewrite`` for rewrite.
 * **train**: the job is ``scripts/train.py`` for method ``ours`` on the shard's images
@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from dualclip.io import code_version, print_report, read_json  # noqa: E402
 
-SHARD_STAGES = ["download", "parse", "detect", "inpaint", "rewrite"]
+SHARD_STAGES = ["data", "parse", "detect", "inpaint", "rewrite"]
 
 
 def children_cpu() -> float:
@@ -117,7 +117,7 @@ class Shard:
         self.wildcards = {"split": "train", "shard": "0"}
 
     def manifest(self, stage: str) -> str:
-        return str(self.root / ("data" if stage == "download" else stage) / "train" / "0" / "manifest.json")
+        return str(self.root / stage / "train" / "0" / "manifest.json")
 
     def files(self, stage: str, pattern: str) -> list[str]:
         folder = Path(self.manifest(stage)).parent
@@ -128,7 +128,7 @@ class Shard:
         config = self.config
         common = {"shard_size": self.size, "n_images": self.n_images}
         return {
-            "download": {"dataset": {k: v for k, v in config["dataset"].items() if not k.startswith("n_")}, **common},
+            "data": {"dataset": {k: v for k, v in config["dataset"].items() if not k.startswith("n_")}, **common},
             "parse": {**common, "parse": config["parse"]},
             "detect": {**common, "detect": config["detect"], "device": config["device"]},
             "inpaint": {**common, "inpaint": config["inpaint"], "seed": config["dataset"]["seed"], "device": config["device"]},
@@ -137,10 +137,10 @@ class Shard:
 
     def inputs(self, stage: str) -> dict:
         return {
-            "download": {},
-            "parse": {"data": self.manifest("download")},
-            "detect": {"data": self.manifest("download"), "parse": self.manifest("parse")},
-            "inpaint": {"data": self.manifest("download"), "detect": self.manifest("detect")},
+            "data": {},
+            "parse": {"data": self.manifest("data")},
+            "detect": {"data": self.manifest("data"), "parse": self.manifest("parse")},
+            "inpaint": {"data": self.manifest("data"), "detect": self.manifest("detect")},
             "rewrite": {"parse": self.manifest("parse"), "detect": self.manifest("detect")},
         }[stage]
 
@@ -155,8 +155,8 @@ class Shard:
         """The stage's kernel as a call without arguments, its inputs already loaded."""
         return getattr(self, f"kernel_{stage}")()
 
-    def kernel_download(self):
-        from dualclip.download.shapes import WorldConfig, world_record
+    def kernel_data(self):
+        from dualclip.data.shapes import WorldConfig, world_record
 
         world = WorldConfig.from_config(self.config["dataset"])
         return lambda: [world_record(world, "train", index) for index in range(self.n_images)]
@@ -165,7 +165,7 @@ class Shard:
         from dualclip.parse import DEFAULT_SPACY_MODEL
         from dualclip.parse.spacy_parser import UNUSED_COMPONENTS, load_spacy
 
-        captions = [read_json(path)["caption"] for path in self.files("download", "{slot}.json")]
+        captions = [read_json(path)["caption"] for path in self.files("data", "{slot}.json")]
         # the pipeline the stage loads (its components, not spaCy's whole package)
         nlp = load_spacy(self.config["parse"].get("spacy_model", DEFAULT_SPACY_MODEL), exclude=list(UNUSED_COMPONENTS))
         list(nlp.pipe(["a red circle above two blue squares"] * 8))  # first-call set-up is not the kernel
@@ -178,7 +178,7 @@ class Shard:
 
         detector = get_detector(self.config["detect"])
         cases = []
-        for image, truth, parse in zip(self.files("download", "{slot}.png"), self.files("download", "{slot}.json"),
+        for image, truth, parse in zip(self.files("data", "{slot}.png"), self.files("data", "{slot}.json"),
                                        self.files("parse", "{slot}.json")):
             record = read_json(truth)
             record["labels"] = read_label_png(Path(truth).with_suffix(".labels.png"))
@@ -198,7 +198,7 @@ class Shard:
         settings = self.config["inpaint"]
         flag, radius = METHODS[settings.get("method", "telea")], float(settings.get("radius", 3))
         work = []
-        for image, detect in zip(self.files("download", "{slot}.png"), self.files("detect", "{slot}.json")):
+        for image, detect in zip(self.files("data", "{slot}.png"), self.files("detect", "{slot}.json")):
             record = read_json(detect)
             found = [c["index"] for c in record["components"] if c["found"]]
             if not found:
@@ -238,7 +238,7 @@ class Shard:
         if not get_method(method).uses_neighbours:
             train.pop("negclip", None)
         out = self.root / "train" / method / f"n{self.n_images}" / "seed0"
-        inputs = {"data": [self.manifest("download")], "val": [], "parse": [self.manifest("parse")],
+        inputs = {"data": [self.manifest("data")], "val": [], "parse": [self.manifest("parse")],
                   "rewrite": [self.manifest("rewrite")], "inpaint": [self.manifest("inpaint")], "filter": []}
         config = {**self.config, "results_dir": str(self.root)}
         cpu = run_as_snakemake(
@@ -264,7 +264,7 @@ class Shard:
             training_step,
         )
 
-        records = assemble_records(self.files("download", "{slot}.png"), self.files("download", "{slot}.json"),
+        records = assemble_records(self.files("data", "{slot}.png"), self.files("data", "{slot}.json"),
                                    self.files("parse", "{slot}.json"), self.files("rewrite", "{slot}.json"),
                                    self.files("inpaint", "{slot}/duals.json"))
         train = self.config["train"]
@@ -315,7 +315,7 @@ def main() -> None:
     for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "YOLO_OFFLINE"):
         os.environ.setdefault(variable, "1")
     config = yaml.safe_load(Path(args.config).read_text())
-    backends = {"dataset": config["dataset"]["name"], "parse": config["parse"]["backend"],
+    backends = {"data": config["dataset"]["name"], "parse": config["parse"]["backend"],
                 "detect": config["detect"]["backend"], "inpaint": config["inpaint"]["backend"],
                 "rewrite": config["rewrite"]["backend"]}
     with tempfile.TemporaryDirectory(prefix="dualclip-overhead-") as temporary:
@@ -330,7 +330,7 @@ def main() -> None:
             job = min(shard.job(stage) for _ in range(args.repeat))
             work = shard.kernel(stage)
             kernel = min(timed(work) for _ in range(args.repeat))
-            backend = backends["dataset" if stage == "download" else stage]
+            backend = backends[stage]
             rows.append((f"{stage} ({backend})", job, kernel))
             print(f"{rows[-1][0]}: job {job:.2f} s, kernel {kernel:.2f} s", flush=True)
         train_note = ""

@@ -68,7 +68,7 @@ EMBED_DIM = 512  # ViT-B/32
 # non-empty subset of max_components = 3 components
 SUBSETS = ["+".join(map(str, s)) for r in (1, 2, 3) for s in itertools.combinations(range(3), r)]
 STAGES = {
-    "data": ("download", ["{slot}.png", "{slot}.json"]),
+    "data": ("data", ["{slot}.png", "{slot}.json"]),
     "parse": ("parse", ["{slot}.json"]),
     "detect": ("detect", ["{slot}.json", "{slot}.masks.png"]),
     "inpaint": ("inpaint", ["{slot}/duals.json"] + [f"{{slot}}/drop-{s}.png" for s in SUBSETS]),

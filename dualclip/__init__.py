@@ -1,6 +1,6 @@
 """dualclip: power-set dual images and dual texts for compositional CLIP training.
 
-Each workflow stage is one subpackage (download, parse, detect, inpaint, rewrite,
+Each workflow stage is one subpackage (data, parse, detect, inpaint, rewrite,
 train, eval, report); each stage chooses a backend by name from the config.
 """
 

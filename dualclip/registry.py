@@ -9,7 +9,7 @@ listing the backends loads no model library (the parse stage keeps torch out, th
 pre-flight check stays fast).
 
 Each backend's defaults are written once, in its settings dataclass (a :class:`Settings`: every
-key of the config section it reads, with its default), as ``download/shapes.WorldConfig`` did
+key of the config section it reads, with its default), as ``data/shapes.WorldConfig`` did
 first. Not the schema's ``default:`` with ``validate(set_default=True)``, because (1) the rules
 pass the config sections as params: filling the defaults into the config would change every
 rule's params and rerun every finished shard; (2) one key means different things per backend
@@ -84,7 +84,7 @@ class Stage:
 
 # the stages with backends; dualclip.<stage> registers them when imported
 STAGES = {stage.name: stage for stage in [
-    Stage("download", "dataset", "name", noun="dataset"),
+    Stage("data", "dataset", "name", noun="dataset"),
     Stage("parse", "parse", "backend"),
     Stage("detect", "detect", "backend"),
     Stage("inpaint", "inpaint", "backend"),
@@ -101,7 +101,7 @@ def _resolve(reference: str):
 class Backend:
     stage: str
     name: str
-    target: str  # "module:attribute": the class built from a config section (download: the shard writer)
+    target: str  # "module:attribute": the class built from a config section (data: the shard writer)
     settings: str | None  # "module:attribute": its Settings dataclass; None: it reads no key
     description: str
     features: frozenset[str] = frozenset()  # e.g. "instances": a detector that finds objects in new images

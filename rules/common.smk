@@ -85,7 +85,7 @@ def shard_manifest(stage):
     return f"{RESULTS}/{stage}/{{split}}/{{shard}}/manifest.json"
 
 
-def download_prerequisites(wildcards):
+def data_prerequisites(wildcards):
     if config["dataset"]["name"] == "coco":
         return [f"{RESULTS}/data/coco_prepared.json"]
     return []

@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the dualclip package beside the workflow (conda envs)
-from dualclip.download.coco import prepare_coco
+from dualclip.data.coco import prepare_coco
 from dualclip.io import write_json
 from dualclip.workflow import start
 

@@ -168,10 +168,10 @@ def world_shard_with_odd_captions(folder: Path, n: int, absent_slot: int, absent
     ``absent_slot`` gains, in front, a shape missing from its scene (``"<absent_article> <shape> and "``:
     a component that detection cannot find), that of ``nothing_slot`` becomes ``nothing_caption``
     (naming nothing of the vocabulary). Returns the record files."""
-    from dualclip.download import download_shard
+    from dualclip.data import write_shard
     from dualclip.io import read_json, write_json
 
-    download_shard({"name": "shapes", "seed": 0, "image_size": 64}, "train", 0, n, folder / "data")
+    write_shard({"name": "shapes", "seed": 0, "image_size": 64}, "train", 0, n, folder / "data")
     truth = [str(folder / "data" / f"{slot}.json") for slot in range(n)]
     record = read_json(truth[absent_slot])
     shapes = {o["shape"] for o in record["scene"]["objects"]}
@@ -188,7 +188,7 @@ def world_shard_with_odd_captions(folder: Path, n: int, absent_slot: int, absent
 def world_train_data(folder, seed: int, n: int = 16, make_duals=None):
     """``n`` synthetic scenes written to ``folder`` as training records, each with its
     reversed caption as a negative; ``make_duals(image, caption)`` -> [(image, text)] adds duals."""
-    from dualclip.download.shapes import WorldConfig, world_record
+    from dualclip.data.shapes import WorldConfig, world_record
     from dualclip.io import write_png
     from dualclip.train.batches import build_train_data
 

@@ -2,7 +2,7 @@
 stage's run_shard (dualclip/detect/__init__.py) and the bit-packed mask PNG
 (dualclip/io.py masks_to_bits / bits_to_masks).
 
-The scenes are hand-made world scenes rendered by dualclip.download.shapes, so the
+The scenes are hand-made world scenes rendered by dualclip.data.shapes, so the
 expected instance of every component is known exactly.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dualclip.data.shapes import render_scene
 from dualclip.detect import detected_indices, get_detector, run_shard
-from dualclip.download.shapes import render_scene
 from dualclip.io import bits_to_masks, masks_to_bits, read_json, read_label_png, write_png
 from dualclip.parse import Component
 from helpers import world_shard_with_odd_captions

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dualclip.download import download_shard
-from dualclip.download.shapes import COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, relation_between, render_scene
+from dualclip.data import write_shard
+from dualclip.data.shapes import COLOURS, NUMBER_WORDS, RELATIONS, SHAPES, relation_between, render_scene
 from dualclip.eval.scoring import PER_ITEM_SCORE_COLUMNS, strictly_best
 from dualclip.eval.synthetic import (
     ALL_SUITES,
@@ -69,7 +69,7 @@ def find(scene: dict, colour: str, shape: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("suites")
-    download_shard(DATASET, "test", 0, N_SCENES, root / "data")
+    write_shard(DATASET, "test", 0, N_SCENES, root / "data")
     records = [(str(root / "data" / f"{slot}.png"), read_json(root / "data" / f"{slot}.json")) for slot in range(N_SCENES)]
     counts = build_suites(INPAINT, records, ALL_SUITES, 0, root / "eval" / "suites.json")
     suites = read_json(root / "eval" / "suites.json")
@@ -409,7 +409,7 @@ def test_test_images_skipped_at_download_become_no_item(tmp_path):
     from dualclip.eval import build
     from dualclip.io import write_json
 
-    download_shard(DATASET, "test", 0, 6, tmp_path / "data")
+    write_shard(DATASET, "test", 0, 6, tmp_path / "data")
     skipped = tmp_path / "data" / "2.json"
     write_json(skipped, {**read_json(skipped), "status": "skipped", "reason": "image file cannot be decoded"})
     images = [str(tmp_path / "data" / f"{slot}.png") for slot in range(6)]

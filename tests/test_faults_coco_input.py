@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dualclip.download.coco import load_index, write_coco_shard
+from dualclip.data.coco import load_index, write_coco_shard
 from dualclip.io import read_json, read_rgb
 
 HEIGHT, WIDTH = 40, 48

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from dualclip.benchmarks import stage
-from dualclip.download.coco import annotation_paths, prepare_coco
+from dualclip.data.coco import annotation_paths, prepare_coco
 from dualclip.fetch import FetchError, download, safe_extract
 from helpers import serving
 

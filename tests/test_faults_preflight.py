@@ -312,7 +312,7 @@ def test_a_second_workflow_on_the_same_results_dir_stops_before_any_job_but_may_
     results = tmp_path / "shared-results"
     holder = hold_in_another_process(results, tmp_path / "first")
     try:
-        target = str(results / "data" / "val" / "0" / "manifest.json")  # one small download job
+        target = str(results / "data" / "val" / "0" / "manifest.json")  # one small data job
         second = tmp_path / "second"
         second.mkdir()
         planned = snakemake(second, "-n", target, extra_config={"results_dir": str(results)})

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dualclip.data.shapes import render_background
 from dualclip.detect import run_shard as detect_shard
-from dualclip.download.shapes import render_background
 from dualclip.inpaint import dilate, get_inpainter, nonempty_subsets, run_shard, subset_name
 from dualclip.io import bits_to_masks, read_json, read_label_png, read_rgb
 from dualclip.parse import run_shard as parse_shard

@@ -320,7 +320,7 @@ def test_the_parse_stage_runs_without_importing_torch(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, yaml; from pathlib import Path; from dualclip.download import write_shapes_shard; "
+    code = ("import sys, yaml; from pathlib import Path; from dualclip.data import write_shapes_shard; "
             "from dualclip.parse import run_shard; d = Path(sys.argv[1]); "
             "write_shapes_shard({'name': 'shapes', 'seed': 0, 'image_size': 64}, 'train', 0, 4, d / 'data'); "
             "config = yaml.safe_load(open('config/config.yaml'))['parse']; "

@@ -20,7 +20,7 @@ SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["properti
 # the keys of a stage's section that its own code reads, besides its backends' (and the selector)
 STAGE_SETTINGS = {"parse": ParseSettings, "inpaint": InpaintSettings}
 # dataset.n_train / n_val / n_test: the split sizes, read by the workflow (rules/common.smk)
-WORKFLOW_KEYS = {"download": {"n_train", "n_val", "n_test"}}
+WORKFLOW_KEYS = {"data": {"n_train", "n_val", "n_test"}}
 
 
 def section_schema(stage: str) -> dict:
@@ -117,7 +117,7 @@ def test_feature_instances_is_the_detectors_with_instances():
     ("detect", lambda: create("detect", {"backend": "sam"})),
     ("inpaint", lambda: create("inpaint", {"backend": "photoshop"})),
     ("rewrite", lambda: create("rewrite", {"backend": "gpt"})),
-    ("download", lambda: get_backend("download", "imagenet")),
+    ("data", lambda: get_backend("data", "imagenet")),
 ])
 def test_unknown_backend_error_names_the_key_and_every_registered_backend(stage, call):
     with pytest.raises(ValueError) as raised:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dualclip.download.shapes import WorldConfig, world_record
+from dualclip.data.shapes import WorldConfig, world_record
 from dualclip.parse import get_parser
 from dualclip.parse.spacy_parser import SpacyParser
 from dualclip.rewrite import check_dual_text, get_rewriter

@@ -1,5 +1,5 @@
-"""Tests for the synthetic compositional world (dualclip/download/shapes.py) and the
-download stage that writes it to disk (dualclip/download/__init__.py).
+"""Tests for the synthetic compositional world (dualclip/data/shapes.py) and the
+data stage that writes it to disk (dualclip/data/__init__.py).
 
 Everything downstream (parse, detect, inpaint, eval) trusts the world's ground truth,
 so these tests check the guarantees the module docstring promises on real renders:
@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dualclip.download import download_shard
-from dualclip.download.shapes import (
+from dualclip.data import write_shard
+from dualclip.data.shapes import (
     COLOURS,
     NUMBER_WORDS,
     RELATIONS,
@@ -70,23 +70,23 @@ def test_different_seed_or_split_gives_a_different_image():
     assert not np.array_equal(image, other_split)
 
 
-def test_download_shard_is_byte_identical_across_runs(tmp_path):
+def test_write_shard_is_byte_identical_across_runs(tmp_path):
     # the PNG files themselves (not only the arrays) must be reproducible: Snakemake reruns
     # and cached results compare files
-    download_shard(DATASET, "train", 0, 3, tmp_path / "a")
-    download_shard(DATASET, "train", 0, 3, tmp_path / "b")
+    write_shard(DATASET, "train", 0, 3, tmp_path / "a")
+    write_shard(DATASET, "train", 0, 3, tmp_path / "b")
     for slot in range(3):
         for name in (f"{slot}.png", f"{slot}.labels.png", f"{slot}.json"):
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    download_shard({**DATASET, "seed": 1}, "train", 0, 1, tmp_path / "c")
+    write_shard({**DATASET, "seed": 1}, "train", 0, 1, tmp_path / "c")
     assert (tmp_path / "a" / "0.png").read_bytes() != (tmp_path / "c" / "0.png").read_bytes()
 
 
 def test_image_index_renders_the_same_whatever_the_shard_size_or_total(tmp_path):
     # image index 4 is slot 1 of shard 1 with 3-image shards and slot 4 of shard 0 with
     # 6-image shards; raising n_train (the total) must not change it either
-    download_shard(DATASET, "train", 1, 3, tmp_path / "small")
-    download_shard({**DATASET, "n_train": 24}, "train", 0, 6, tmp_path / "large")
+    write_shard(DATASET, "train", 1, 3, tmp_path / "small")
+    write_shard({**DATASET, "n_train": 24}, "train", 0, 6, tmp_path / "large")
     for small_slot in range(3):
         large_slot = 3 + small_slot
         small_dir, large_dir = tmp_path / "small", tmp_path / "large"
@@ -314,11 +314,11 @@ def test_relation_captions_state_a_true_relation(records):
     assert n > 10
 
 
-# ---------------------------------------------------------------- download_shard files
+# ---------------------------------------------------------------- write_shard files
 
 
-def test_download_shard_writes_complete_slots_with_image_id(tmp_path):
-    download_shard(DATASET, "val", 2, 4, tmp_path)
+def test_write_shard_writes_complete_slots_with_image_id(tmp_path):
+    write_shard(DATASET, "val", 2, 4, tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
     # exactly the three files per slot, no temporary leftovers of the atomic writes
     assert names == sorted(f"{slot}{ext}" for slot in range(4) for ext in (".png", ".labels.png", ".json"))
@@ -332,10 +332,10 @@ def test_download_shard_writes_complete_slots_with_image_id(tmp_path):
         assert record["caption"] and record["dataset"] == "shapes"
 
 
-def test_download_shard_killed_mid_slot_leaves_no_json_nor_partial_files(tmp_path, monkeypatch):
+def test_write_shard_killed_mid_slot_leaves_no_json_nor_partial_files(tmp_path, monkeypatch):
     # the JSON is the slot's completion marker: if writing the label map fails, the slot
     # must have no JSON and no half-written temporary file
-    import dualclip.download as download
+    import dualclip.data as data_stage
     import dualclip.io as io
 
     real_write_png = io.write_png
@@ -351,13 +351,13 @@ def test_download_shard_killed_mid_slot_leaves_no_json_nor_partial_files(tmp_pat
             io.atomic_write(path, write)
         real_write_png(path, array)
 
-    monkeypatch.setattr(download, "write_png", failing_write_png)
+    monkeypatch.setattr(data_stage, "write_png", failing_write_png)
     with pytest.raises(RuntimeError, match="killed"):
-        download_shard(DATASET, "train", 0, 3, tmp_path)
+        write_shard(DATASET, "train", 0, 3, tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["0.json", "0.labels.png", "0.png", "1.png"]
 
 
 def test_unknown_dataset_name_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset"):
-        download_shard({"name": "imagenet"}, "train", 0, 1, tmp_path)
+        write_shard({"name": "imagenet"}, "train", 0, 1, tmp_path)

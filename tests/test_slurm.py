@@ -10,7 +10,7 @@ because the SLURM run spends much of its time waiting between status polls. Then
   log in ``.snakemake/slurm_logs``, the shard rules were bundled into group jobs, and
   squeue reports every job COMPLETED;
 - both runs wrote the same ``results/`` file list;
-- the outputs of the per-shard stages (``data/`` from download, ``parse/``, ``detect/``,
+- the outputs of the per-shard stages (``data/``, ``parse/``, ``detect/``,
   ``inpaint/``, ``rewrite/``, ``filter/``) are byte-identical;
 - so is everything after them, apart from the fields that record the run itself:
   ``code_version`` (the git commit, which moves while people commit) and
@@ -51,7 +51,7 @@ RUN_TIMEOUT_S = int(os.environ.get("DUALCLIP_SLURM_TEST_TIMEOUT", "1500"))
 # Rules allowed to run in the main Snakemake process instead of as SLURM jobs:
 # `all` and the rules declared `localrule: True` (downloads need the internet).
 LOCAL_RULES = {"all", "download_image_archive", "download_benchmark"}
-# results/<dir> written by the per-shard stages download, parse, detect, inpaint,
+# results/<dir> written by the per-shard stages data, parse, detect, inpaint,
 # rewrite and filter (when the tiny config runs it).
 SHARD_STAGE_DIRS = {"data", "parse", "detect", "inpaint", "rewrite", "filter"}
 # Only their existence is compared: timings and log text.

@@ -145,6 +145,6 @@ def test_a_policy_change_plans_no_inpaint_or_rewrite_job(tmp_path):
                    {"train": {"methods": ["baseline", "ours@sample_k", "ours@leave_one_in", "ours_soft"]}}):
         jobs = planned_jobs(tmp_path, extra_config=change)
         # nothing upstream of training; the train runs and what reads them (evals, report) only
-        assert not set(jobs) & {"download", "parse", "detect", "inpaint", "rewrite", "filter"}, (change, jobs)
+        assert not set(jobs) & {"data", "parse", "detect", "inpaint", "rewrite", "filter"}, (change, jobs)
         assert {"train", "eval_synthetic", "report", "all"} <= set(jobs) <= {
             "train", "eval_synthetic", "eval_manifold", "eval_classification", "report", "all"}, (change, jobs)

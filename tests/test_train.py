@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dualclip.download.shapes import WorldConfig, world_record
+from dualclip.data.shapes import WorldConfig, world_record
 from dualclip.io import write_png
 from dualclip.train.batches import Sample, TrainData, build_train_data, nearest_neighbours, plan_epoch
 from dualclip.train.methods import METHODS

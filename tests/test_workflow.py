@@ -72,7 +72,7 @@ def test_caching_reruns_only_what_changed(workflow_dir):
     assert planned_jobs(workflow_dir) == {}
     # a partial last shard: 30 images are shards of 12, 12 and 6, and the first two stay
     jobs = planned_jobs(workflow_dir, extra_config={"dataset": {"n_train": 30}})
-    assert jobs["download"] == 1 and jobs["parse"] == 1 and jobs["inpaint"] == 1
+    assert jobs["data"] == 1 and jobs["parse"] == 1 and jobs["inpaint"] == 1
     assert "build_suites" not in jobs  # the test suites do not depend on the train set size
     snakemake(workflow_dir, extra_config={"dataset": {"n_train": 30}})
     partial = json.loads((results / "data" / "train" / "2" / "manifest.json").read_text())
@@ -81,10 +81,10 @@ def test_caching_reruns_only_what_changed(workflow_dir):
     assert summary["n_samples"] == 30
     # growing it reruns only that shard: membership of the full shards does not move
     jobs = planned_jobs(workflow_dir, extra_config={"dataset": {"n_train": 36}})
-    assert jobs["download"] == 1 and jobs["parse"] == 1 and jobs["inpaint"] == 1
+    assert jobs["data"] == 1 and jobs["parse"] == 1 and jobs["inpaint"] == 1
     # one stage's parameters rerun that stage and everything downstream, nothing upstream
     jobs = planned_jobs(workflow_dir, extra_config={"dataset": {"n_train": 30}, "inpaint": {"radius": 5}})
-    assert jobs["inpaint"] == 3 and "parse" not in jobs and "detect" not in jobs and "download" not in jobs
+    assert jobs["inpaint"] == 3 and "parse" not in jobs and "detect" not in jobs and "data" not in jobs
     assert jobs["train"] == 1  # only ours uses dual images
 
 

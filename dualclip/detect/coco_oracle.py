@@ -5,7 +5,7 @@ names its ``label`` maps to (``class_map``, default: the category of the same na
 its mask is the union of their decoded segmentations. Useful as an upper bound for the
 detector and to build dual images without detection errors.
 
-Ground-truth record (written by ``dualclip.download.coco``; see its docstring)::
+Ground-truth record (written by ``dualclip.data.coco``; see its docstring)::
 
     {"height": H, "width": W,
      "instances": [{"id": 42, "category": "dog", "category_id": 18, "iscrowd": 0,
@@ -76,7 +76,7 @@ class CocoOracleDetector:
         if not ground_truth or "instances" not in ground_truth:
             raise ValueError(
                 f"coco_oracle: {source}: the ground-truth record has no 'instances'; prepare the data with "
-                "dualclip.download.coco or use detect.backend: yolo"
+                "dualclip.data.coco or use detect.backend: yolo"
             )
         height, width = image.shape[:2]
         if ground_truth.get("status") == "skipped":

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dualclip.data.shapes import COLOURS, SIZES
 from dualclip.detect import ComponentDetection
-from dualclip.download.shapes import COLOURS, SIZES
 from dualclip.parse import Component
 
 MODELLED_ATTRIBUTES = set(COLOURS) | set(SIZES)
@@ -28,7 +28,7 @@ class OracleDetector:
             raise ValueError(
                 f"detect.backend 'oracle' needs the ground-truth instance masks ({{slot}}.labels.png beside the "
                 f"image) of the synthetic world, missing for {(ground_truth or {}).get('image_id')}; for dataset "
-                "'coco' use detect.backend 'coco_oracle' or 'yolo', for 'shapes' rerun its download shard"
+                "'coco' use detect.backend 'coco_oracle' or 'yolo', for 'shapes' rerun its data shard"
             )
         labels = ground_truth["labels"]
         objects = ground_truth["scene"]["objects"]

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from dualclip.download.shapes import (
+from dualclip.data.shapes import (
     COLOURS,
     NUMBER_WORDS,
     RELATIONS,

@@ -11,7 +11,7 @@ from dualclip.subsets import DEFAULT_SUBSET_POLICY
 def assemble_records(images, truth, parse=(), rewrite=(), duals=(), filters=()) -> list[dict]:
     """Per-sample training records from the per-image files of every stage.
 
-    An image that the download stage skipped (``status: skipped``, e.g. a corrupt COCO
+    An image that the data stage skipped (``status: skipped``, e.g. a corrupt COCO
     file) is left out here, and counted in the log: its placeholder must not train.
     """
     parse = list(parse) or [None] * len(images)

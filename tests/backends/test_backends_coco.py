@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dualclip.data.coco import load_index, prepare_coco, seeded_order, shard_ids, write_coco_shard
 from dualclip.detect.coco_oracle import CocoOracleDetector, decode_segmentation
-from dualclip.download.coco import load_index, prepare_coco, seeded_order, shard_ids, write_coco_shard
 from dualclip.io import read_json, read_rgb
 from dualclip.parse import Component
 

@@ -19,7 +19,7 @@ import yaml
 import dualclip.detect
 import dualclip.parse
 import dualclip.rewrite
-from dualclip.download import write_shapes_shard
+from dualclip.data import write_shapes_shard
 from dualclip.parse.llm import LLMParser
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""download: produce the per-image files (image, ground truth) of a dataset shard.
+"""data: produce the per-image files (image, ground truth) of a dataset shard.
 
 Every dataset writes, for each slot of a shard, ``{slot}.png`` (RGB image) and
 ``{slot}.json`` (the ground-truth record, with at least ``image_id`` and ``caption``);
@@ -15,17 +15,17 @@ from dualclip.io import image_id, write_json, write_png
 from dualclip.registry import get_backend, register
 
 # a dataset's backend is its shard writer: (dataset section, split, shard, shard_size, out_dir, n_images=)
-register("download", "shapes", "dualclip.download:write_shapes_shard", "dualclip.download.shapes:WorldConfig",
+register("data", "shapes", "dualclip.data:write_shapes_shard", "dualclip.data.shapes:WorldConfig",
          "the synthetic world of coloured shapes, rendered with its ground-truth instance masks")
-register("download", "coco", "dualclip.download.coco:write_coco_shard", "dualclip.download.coco:CocoSettings",
+register("data", "coco", "dualclip.data.coco:write_coco_shard", "dualclip.data.coco:CocoSettings",
          "COCO 2017: a seeded, shard-stable subset with captions and instance annotations")
 
 
-def download_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: str | Path,
+def write_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: str | Path,
                    n_images: int | None = None) -> None:
     """Slots 0 .. n_images-1 of shard ``shard`` (images shard*shard_size + slot); n_images
     defaults to the shard size and is smaller for the partial last shard of a split."""
-    writer = get_backend("download", dataset["name"]).load()
+    writer = get_backend("data", dataset["name"]).load()
     n_images = shard_size if n_images is None else int(n_images)
     if not 0 < n_images <= shard_size:
         raise ValueError(f"shard {shard} of {split}: {n_images} images do not fit a shard of shard_size {shard_size}")
@@ -34,7 +34,7 @@ def download_shard(dataset: dict, split: str, shard: int, shard_size: int, out_d
 
 def write_shapes_shard(dataset: dict, split: str, shard: int, shard_size: int, out_dir: Path,
                        n_images: int | None = None) -> None:
-    from dualclip.download.shapes import WorldConfig, world_record
+    from dualclip.data.shapes import WorldConfig, world_record
 
     world = WorldConfig.from_config(dataset)
     for slot in tqdm(range(shard_size if n_images is None else n_images), desc=f"render {split} shard {shard}", mininterval=5):

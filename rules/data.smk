@@ -1,13 +1,13 @@
-rule download:
+rule data:
     """Render (shapes) or fetch (coco) one shard of a split: image + ground truth per slot."""
     input:
-        download_prerequisites,
+        data_prerequisites,
     output:
         manifest=f"{RESULTS}/data/{{split}}/{{shard}}/manifest.json",
     log:
-        f"{RESULTS}/logs/download/{{split}}/{{shard}}.log",
+        f"{RESULTS}/logs/data/{{split}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/download/{{split}}/{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/data/{{split}}/{{shard}}.tsv"
     group:
         "shards"
     conda:
@@ -21,7 +21,7 @@ rule download:
         shard_size=SHARD_SIZE,
         n_images=shard_image_count,
     script:
-        "../scripts/download.py"
+        "../scripts/data.py"
 
 
 rule prepare_coco:
@@ -29,7 +29,7 @@ rule prepare_coco:
     output:
         f"{RESULTS}/data/coco_prepared.json",
     log:
-        f"{RESULTS}/logs/download/prepare_coco.log",
+        f"{RESULTS}/logs/data/prepare_coco.log",
     conda:
         ENV
     threads: 1
