@@ -49,7 +49,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from dualclip.benchmarks.registry import get_benchmark
+from dualclip.eval.benchmarks.registry import get_benchmark
 from dualclip.io import read_json
 from dualclip.parse import DEFAULT_SPACY_MODEL
 from dualclip.registry import get_backend

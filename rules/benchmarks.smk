@@ -2,7 +2,7 @@
 # COCO-Order, Flickr30k-Order) and COCO retrieval. Configured by the `benchmarks:` section
 # (benchmark name -> {annotations, images, download_images, verify_checksums, pieces}; see
 # config/benchmarks_example.yaml). Absent or empty section: no benchmark jobs.
-# Sources and pinned checksums: dualclip/benchmarks/data/{sources,sha256}.json.
+# Sources and pinned checksums: dualclip/eval/benchmarks/data/{sources,sha256}.json.
 rule download_image_archive:
     """One image archive of the README's URLs (resumable, checksum recorded then verified,
     safe extraction); only requested by `download_images: true`."""

@@ -13,8 +13,8 @@ from dualclip.filter import FilterSettings
 from dualclip.registry import get_backend
 from dualclip.train.methods import get_method, method_wildcard, split_policy
 from dualclip.eval.manifold import DEFAULT_IMAGES as DEFAULT_MANIFOLD_IMAGES
-from dualclip.benchmarks import stage as benchmark_stage
-from dualclip.benchmarks.registry import REGISTRY as BENCHMARK_REGISTRY
+from dualclip.eval.benchmarks import stage as benchmark_stage
+from dualclip.eval.benchmarks.registry import REGISTRY as BENCHMARK_REGISTRY
 
 RESULTS = config["results_dir"]
 SHARD_SIZE = config["shard_size"]
@@ -348,7 +348,7 @@ def train_logs():
 
 # ---- real benchmarks (rules/benchmarks.smk)
 
-# names and config logic: the registry (dualclip/benchmarks/registry.py) and the stage library
+# names and config logic: the registry (dualclip/eval/benchmarks/registry.py) and the stage library
 BENCHMARK_NAMES = list(BENCHMARK_REGISTRY)
 BENCHMARK_SOURCES = benchmark_stage.sources()
 

@@ -3,7 +3,7 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the dualclip package beside the workflow (conda envs)
 from pathlib import Path
 
-from dualclip.benchmarks.stage import prepare, prepare_archive
+from dualclip.eval.benchmarks.stage import prepare, prepare_archive
 from dualclip.workflow import start
 
 start(snakemake)

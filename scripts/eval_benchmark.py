@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the dualclip package beside the workflow (conda envs)
-from dualclip.benchmarks.stage import evaluate
+from dualclip.eval.benchmarks.stage import evaluate
 from dualclip.workflow import start
 
 start(snakemake)

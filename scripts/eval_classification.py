@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the dualclip package beside the workflow (conda envs)
-from dualclip.benchmarks.classification import evaluate_classification
+from dualclip.eval.benchmarks.classification import evaluate_classification
 from dualclip.workflow import start
 
 start(snakemake)

@@ -93,7 +93,7 @@ def coco_dry_run(tmp_path: Path) -> tuple[str, dict[str, str], str]:
     and no real benchmark but sugarcrepe_pp, with :func:`stand_in_coco_models`. Returns the output, rule -> job count and the results folder."""
     import yaml
 
-    from dualclip.benchmarks import stage
+    from dualclip.eval.benchmarks import stage
 
     others = [b for b in stage.BENCHMARK_NAMES if b != "sugarcrepe_pp"]
     small = {"shard_size": 5, "dataset": {"root": str(tmp_path / "coco"), "n_train": 10, "n_val": 5},

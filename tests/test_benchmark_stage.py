@@ -22,7 +22,7 @@ import yaml
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from dualclip.benchmarks import stage  # noqa: E402
+from dualclip.eval.benchmarks import stage  # noqa: E402
 from dualclip.fetch import ChecksumMismatchError, FetchError  # noqa: E402
 from helpers import needs_shared_benchmarks, nonempty, serving_files, shared_benchmarks_dir  # noqa: E402
 
@@ -382,8 +382,8 @@ def test_schema_fragment_accepts_the_example_and_rejects_mistakes():
 
 
 def test_sources_pieces_match_the_loaders():
-    from dualclip.benchmarks.sugarcrepe import SUBSETS
-    from dualclip.benchmarks.valse import IMAGE_SOURCES, PIECES
+    from dualclip.eval.benchmarks.sugarcrepe import SUBSETS
+    from dualclip.eval.benchmarks.valse import IMAGE_SOURCES, PIECES
 
     benchmarks = stage.sources()["benchmarks"]
     assert set(benchmarks) == set(stage.BENCHMARK_NAMES)

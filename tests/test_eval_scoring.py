@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from dualclip.benchmarks.evaluate import PER_ITEM_COLUMNS
-from dualclip.benchmarks.scoring import correct_from_scores
+from dualclip.eval.benchmarks.evaluate import PER_ITEM_COLUMNS
+from dualclip.eval.benchmarks.scoring import correct_from_scores
 from dualclip.eval.scoring import PER_ITEM_SCORE_COLUMNS, strictly_best
 
 

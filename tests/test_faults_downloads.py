@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from dualclip.benchmarks import stage
 from dualclip.data.coco import annotation_paths, prepare_coco
+from dualclip.eval.benchmarks import stage
 from dualclip.fetch import FetchError, download, safe_extract
 from helpers import serving
 

@@ -186,7 +186,7 @@ def test_spacy_pipeline_must_be_installed():
     assert len(found) == 1 and found[0].startswith("config parse.spacy_model: spaCy pipeline 'en_core_web_absent'")
     # the ARO word-order benchmarks load their own pipeline, the one the pre-flight checks
     # (read from the source: importing aro loads torch)
-    source = ast.parse((REPO / "dualclip" / "benchmarks" / "aro.py").read_text())
+    source = ast.parse((REPO / "dualclip" / "eval" / "benchmarks" / "aro.py").read_text())
     assert any(isinstance(node, ast.ImportFrom) and node.module == "dualclip.parse"
                and ("DEFAULT_SPACY_MODEL", "SPACY_MODEL") in {(a.name, a.asname) for a in node.names}
                for node in source.body)

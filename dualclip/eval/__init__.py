@@ -1,4 +1,9 @@
-"""eval: synthetic suites (this package) and the real benchmarks (dualclip.benchmarks)."""
+"""eval: one evaluation engine (``embed.py``, ``scoring.py``) for the synthetic suites
+(``synthetic.py``, the stage functions here) and the real benchmarks (the ``benchmarks`` subpackage).
+
+Kept light: importing it (and so ``dualclip.eval.benchmarks``' registry and stage logic, which the
+DAG build reads) imports no torch; the functions import what they need when called.
+"""
 
 from __future__ import annotations
 

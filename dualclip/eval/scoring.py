@@ -1,9 +1,9 @@
 """The per-item result schema and the one correctness rule of every suite and benchmark.
 
 The synthetic suites (dualclip.eval.synthetic) and the real benchmarks
-(dualclip.benchmarks.evaluate) both write one row per item with at least
+(dualclip.eval.benchmarks.evaluate) both write one row per item with at least
 :data:`PER_ITEM_SCORE_COLUMNS`, and both decide ``correct`` with :func:`strictly_best`
-(the Order benchmarks alone keep their official tie rule, dualclip.benchmarks.scoring).
+(the Order benchmarks alone keep their official tie rule, dualclip.eval.benchmarks.scoring).
 """
 from __future__ import annotations
 

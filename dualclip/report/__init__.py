@@ -60,7 +60,7 @@ def one_length_baseline(scores: pd.DataFrame) -> pd.DataFrame:
 def with_literature(scores: pd.DataFrame) -> pd.DataFrame:
     """Published numbers for the real benchmarks we scored, as extra columns marked
     'literature: <model>' (never mixed into our runs' means)."""
-    from dualclip.benchmarks.literature import literature_results
+    from dualclip.eval.benchmarks.literature import literature_results
 
     literature = literature_results()
     literature = literature[literature["benchmark"].isin(scores["benchmark"].unique())]

@@ -15,8 +15,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from bench_helpers import json_image_names, make_images
-from dualclip.benchmarks import BenchmarkItem, length_correct, score_items, stage, summarise, summarise_baselines
-from dualclip.benchmarks.sugarcrepe import SUBSETS
+from dualclip.eval.benchmarks import BenchmarkItem, length_correct, score_items, stage, summarise, summarise_baselines
+from dualclip.eval.benchmarks.sugarcrepe import SUBSETS
 from dualclip.report import LENGTH_RUN, load_scores, summary_table
 
 # caption -> embedding (rows are L2-normalised by score_items)

@@ -1,4 +1,4 @@
-"""Zero-shot classification (dualclip/benchmarks/classification.py): a tiny class-folder
+"""Zero-shot classification (dualclip/eval/benchmarks/classification.py): a tiny class-folder
 fixture scored by a tiny random-weight model, checked against an independent computation;
 missing datasets are skipped with their reason; the COCO dry run plans the jobs."""
 
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dualclip.benchmarks import stage
-from dualclip.benchmarks.classification import (
+from dualclip.eval.benchmarks import stage
+from dualclip.eval.benchmarks.classification import (
     CIFAR10_CLASSNAMES,
     CIFAR100_CLASSNAMES,
     CIFAR_TEMPLATES,

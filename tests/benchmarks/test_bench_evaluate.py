@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench_helpers import json_image_names, make_images
-from dualclip.benchmarks import (
+from dualclip.eval.benchmarks import (
     RESULT_COLUMNS,
     BenchmarkItem,
     load_order,
@@ -22,8 +22,8 @@ from dualclip.benchmarks import (
     score_items,
     summarise,
 )
-from dualclip.benchmarks.sugarcrepe import SUBSETS
-from dualclip.benchmarks.valse import PIECES
+from dualclip.eval.benchmarks.sugarcrepe import SUBSETS
+from dualclip.eval.benchmarks.valse import PIECES
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import hashlib
 import json
 
 from bench_helpers import json_image_names, make_images
-from dualclip.benchmarks import load_sugarcrepe, load_valse, load_vg_relation
-from dualclip.benchmarks.sugarcrepe import EXPECTED_COUNTS as SC_COUNTS
-from dualclip.benchmarks.valse import EXPECTED_COUNTS as VALSE_COUNTS
+from dualclip.eval.benchmarks import load_sugarcrepe, load_valse, load_vg_relation
+from dualclip.eval.benchmarks.sugarcrepe import EXPECTED_COUNTS as SC_COUNTS
+from dualclip.eval.benchmarks.valse import EXPECTED_COUNTS as VALSE_COUNTS
 from helpers import needs_shared_benchmarks, shared_benchmarks_dir
 
 SHARED = shared_benchmarks_dir()
@@ -72,5 +72,5 @@ def test_aro_vg_relation_sample(tmp_path):
     res = load_vg_relation(ann, tmp_path)
     assert len(res) == 43 and not res.skipped_items
     excluded = (SHARED / "aro" / "vgr_excluded_relations_from_notebook.txt").read_text().split("\n")
-    from dualclip.benchmarks import excluded_vgr_relations
+    from dualclip.eval.benchmarks import excluded_vgr_relations
     assert excluded_vgr_relations() == frozenset(x for x in excluded if x)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dualclip.benchmarks import literature_results
-from dualclip.benchmarks.literature import SUGARCREPE_PAPER_COUNTS
+from dualclip.eval.benchmarks import literature_results
+from dualclip.eval.benchmarks.literature import SUGARCREPE_PAPER_COUNTS
 
 
 def test_every_number_has_a_source_and_a_plausible_value():

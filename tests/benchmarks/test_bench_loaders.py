@@ -9,10 +9,10 @@ import shutil
 import pytest
 
 from bench_helpers import json_image_names, make_images
-from dualclip.benchmarks import load_sugarcrepe, load_valse, load_vg_attribution, load_vg_relation
-from dualclip.benchmarks.sugarcrepe import SUBSETS
-from dualclip.benchmarks.sugarcrepe_pp import load_sugarcrepe_pp
-from dualclip.benchmarks.valse import PIECES
+from dualclip.eval.benchmarks import load_sugarcrepe, load_valse, load_vg_attribution, load_vg_relation
+from dualclip.eval.benchmarks.sugarcrepe import SUBSETS
+from dualclip.eval.benchmarks.sugarcrepe_pp import load_sugarcrepe_pp
+from dualclip.eval.benchmarks.valse import PIECES
 
 
 @pytest.fixture()
@@ -111,7 +111,7 @@ def test_loaders_name_an_unknown_piece_and_a_file_of_another_layout(tmp_path, lo
 
 def _valse_images(fixtures_dir, root):
     """One folder per image source, as VALSE's config.py expects separate folders."""
-    from dualclip.benchmarks.valse import PIECES as P
+    from dualclip.eval.benchmarks.valse import PIECES as P
 
     for piece, source in P.items():
         make_images(root / source, json_image_names(fixtures_dir / "valse" / f"{piece}.json",

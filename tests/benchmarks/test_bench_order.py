@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bench_helpers import make_images
-from dualclip.benchmarks import TextShuffler, load_order, pre_caption
-from dualclip.benchmarks.aro import ADJ_TAGS, NOUN_TAGS, load_spacy, word_tokens
+from dualclip.eval.benchmarks import TextShuffler, load_order, pre_caption
+from dualclip.eval.benchmarks.aro import ADJ_TAGS, NOUN_TAGS, load_spacy, word_tokens
 
 CAPTIONS = [
     "A red bus is parked next to a tall building.",

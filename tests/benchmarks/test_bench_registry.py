@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from dualclip.benchmarks import scoring, stage
-from dualclip.benchmarks.registry import REGISTRY, benchmark_names, data_json, get_benchmark
+from dualclip.eval.benchmarks import scoring, stage
+from dualclip.eval.benchmarks.registry import REGISTRY, benchmark_names, data_json, get_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,6 +65,6 @@ def test_configured_fills_defaults_and_refuses_unknown_names():
 
 def test_reading_the_registry_and_the_stage_logic_does_not_import_torch():
     # the DAG build (rules/common.smk) imports both: it must stay fast
-    code = "import sys, dualclip.benchmarks.stage, dualclip.benchmarks.registry; print('torch' in sys.modules)"
+    code = "import sys, dualclip.eval.benchmarks.stage, dualclip.eval.benchmarks.registry; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"

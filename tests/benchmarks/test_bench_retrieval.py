@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench_helpers import make_images
-from dualclip.benchmarks import load_karpathy, retrieval_recall, similarity_matrix, summarise_retrieval
+from dualclip.eval.benchmarks import load_karpathy, retrieval_recall, similarity_matrix, summarise_retrieval
 
 
 def _links(n_img, per=5):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dualclip.benchmarks import (
+from dualclip.eval.benchmarks import (
     RESULT_COLUMNS,
     correct_from_scores,
     excluded_vgr_relations,
@@ -14,8 +14,8 @@ from dualclip.benchmarks import (
     per_item_frame,
     summarise,
 )
-from dualclip.benchmarks.sugarcrepe import SUBSETS
-from dualclip.benchmarks.valse import PIECES
+from dualclip.eval.benchmarks.sugarcrepe import SUBSETS
+from dualclip.eval.benchmarks.valse import PIECES
 
 
 def _value(df, suite, metric):

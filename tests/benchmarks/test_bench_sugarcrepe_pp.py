@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from bench_helpers import REPO, json_image_names, make_images
-from dualclip.benchmarks import (
+from dualclip.eval.benchmarks import (
     RESULT_COLUMNS,
     load_sugarcrepe_pp,
     score_items,
@@ -31,7 +31,7 @@ from dualclip.benchmarks import (
     sugarcrepe_pp_frame,
     summarise,
 )
-from dualclip.benchmarks.sugarcrepe_pp import EXPECTED_COUNTS, SUBSETS
+from dualclip.eval.benchmarks.sugarcrepe_pp import EXPECTED_COUNTS, SUBSETS
 from dualclip.fetch import ChecksumMismatchError
 from helpers import coco_dry_run, needs_shared_benchmarks, serving_files, shared_benchmarks_dir
 

@@ -42,7 +42,7 @@ value in percent):
   and ``accuracy_strict`` per split suite.
 
 Text-only baselines (:func:`summarise_baselines`), the same aggregation on per-item
-``blind_correct`` / ``length_correct`` (see :mod:`dualclip.benchmarks.evaluate`), metric
+``blind_correct`` / ``length_correct`` (see :mod:`dualclip.eval.benchmarks.evaluate`), metric
 names prefixed ``blind_`` / ``length_`` as the synthetic suites' ``blind_accuracy``:
 ``blind`` scores the captions against the mean image of the benchmark; ``length`` counts an
 item correct when the positive has strictly fewer words than every negative (ties wrong,

@@ -222,10 +222,10 @@ def load_vg_attribution(annotation: str | os.PathLike, image_dir: str | os.PathL
 def excluded_vgr_relations() -> frozenset[str]:
     """The 157 relations the official ARO notebook drops before macro-averaging VG-R.
 
-    Shipped as ``dualclip/benchmarks/data/vgr_excluded_relations.txt`` (see its header
+    Shipped as ``dualclip/eval/benchmarks/data/vgr_excluded_relations.txt`` (see its header
     for the source).
     """
-    text = resources.files("dualclip.benchmarks").joinpath(
+    text = resources.files("dualclip.eval.benchmarks").joinpath(
         "data/vgr_excluded_relations.txt").read_text(encoding="utf-8")
     names = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     return frozenset(names)

@@ -8,9 +8,9 @@ COCO val2017 file name), ``caption`` (positive P1, the SugarCrepe caption), ``ca
 Images: the COCO 2017 validation images, as SugarCrepe, all in one flat folder.
 
 Each record becomes one :class:`BenchmarkItem` whose ``positive`` is P1, ``negatives`` is
-``[N]`` and ``meta["positive2"]`` is P2; :func:`dualclip.benchmarks.evaluate.score_items`
+``[N]`` and ``meta["positive2"]`` is P2; :func:`dualclip.eval.benchmarks.evaluate.score_items`
 scores P2 and the text-only pairs for these items, and
-:func:`dualclip.benchmarks.scoring.summarise` reports the official ITT, Image-P1-Neg,
+:func:`dualclip.eval.benchmarks.scoring.summarise` reports the official ITT, Image-P1-Neg,
 Image-P2-Neg and TOT accuracies.
 """
 

@@ -1,8 +1,8 @@
 """The benchmark registry: every real benchmark once, with its loader, scorer and literature.
 
 In the style of open_clip's model registry (and dualclip.train.methods): ``REGISTRY`` maps a
-name to a :class:`Benchmark`. The stage (dualclip.benchmarks.stage), the scorer
-(dualclip.benchmarks.scoring) and the workflow (rules/common.smk) read it; the schema's
+name to a :class:`Benchmark`. The stage (dualclip.eval.benchmarks.stage), the scorer
+(dualclip.eval.benchmarks.scoring) and the workflow (rules/common.smk) read it; the schema's
 ``benchmarks`` names are checked against it by a test. The files each benchmark needs (official
 annotation URLs, image sources and archives) are in ``data/sources.json``, pinned checksums in
 ``data/sha256.json`` (:attr:`Benchmark.files`, :attr:`Benchmark.image_sources`).
@@ -23,8 +23,8 @@ from typing import Callable
 
 @lru_cache(maxsize=None)
 def data_json(name: str) -> dict:
-    """A file of ``dualclip/benchmarks/data/`` (sources.json, sha256.json), parsed once."""
-    return json.loads(resources.files("dualclip.benchmarks").joinpath(f"data/{name}").read_text(encoding="utf-8"))
+    """A file of ``dualclip/eval/benchmarks/data/`` (sources.json, sha256.json), parsed once."""
+    return json.loads(resources.files("dualclip.eval.benchmarks").joinpath(f"data/{name}").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def benchmark_names(*, retrieval: bool | None = None) -> list[str]:
 def _per_piece(loader_name: str):
     def load(ann: Path, folders: dict):
         from dualclip import benchmarks
-        from dualclip.benchmarks.items import LoadResult
+        from dualclip.eval.benchmarks.items import LoadResult
 
         loader, result = getattr(benchmarks, loader_name), LoadResult()
         for piece in folders:
@@ -97,7 +97,7 @@ def _per_piece(loader_name: str):
 
 
 def _load_valse(ann: Path, folders: dict):
-    from dualclip.benchmarks import load_valse
+    from dualclip.eval.benchmarks import load_valse
 
     return load_valse(ann, folders, pieces=list(folders))
 
@@ -112,21 +112,21 @@ def _whole(loader_name: str):
 
 def _order(name: str):
     def load(ann: Path, folders: dict):
-        from dualclip.benchmarks import load_order
+        from dualclip.eval.benchmarks import load_order
 
         return load_order(ann / next(iter(get_benchmark(name).files)), folders["test"], benchmark=name, split="test")
     return load
 
 
 def _load_karpathy(ann: Path, folders: dict):
-    from dualclip.benchmarks import load_karpathy
+    from dualclip.eval.benchmarks import load_karpathy
 
     return load_karpathy(ann / "coco_karpathy_test.json", folders["karpathy_test"])
 
 
 def _scorer(function_name: str, *args):
     def summarise(per_item):
-        from dualclip.benchmarks import scoring
+        from dualclip.eval.benchmarks import scoring
 
         return getattr(scoring, function_name)(per_item, *args)
     return summarise

@@ -3,7 +3,7 @@
 Every loader turns an official annotation file into a list of :class:`BenchmarkItem`.
 An item is one image with one positive caption and one or more negative captions; the
 scorer counts it correct when the positive caption scores above all negatives (see
-:mod:`dualclip.benchmarks.scoring` for the exact rule of each benchmark).
+:mod:`dualclip.eval.benchmarks.scoring` for the exact rule of each benchmark).
 
 Loaders never crash and never silently drop items because of missing images:
 

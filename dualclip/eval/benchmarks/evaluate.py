@@ -4,7 +4,7 @@
 once, L2-normalises the embeddings, and scores each caption by the dot product with its
 item's image. Identical captions therefore get bit-identical scores, so a negative equal
 to the positive is an exact tie (and is judged by the benchmark's tie rule, see
-:mod:`dualclip.benchmarks.scoring`).
+:mod:`dualclip.eval.benchmarks.scoring`).
 
 SugarCrepe++ items (``meta["positive2"]``) also get their second positive scored and the
 three text-text similarities (P1·P2, P1·N, P2·N); all six are computed in float64 from the

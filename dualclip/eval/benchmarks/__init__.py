@@ -5,7 +5,7 @@ Loaders (each returns a :class:`LoadResult` with items and skip records):
 :func:`load_vg_attribution`, :func:`load_order`; retrieval: :func:`load_karpathy`,
 :func:`retrieval_recall`. Scoring: :func:`score_items` then :func:`summarise` (and :func:`summarise_baselines` for the
 text-only ``blind`` and ``length`` baselines). The benchmarks themselves: :data:`REGISTRY`
-(dualclip.benchmarks.registry).
+(dualclip.eval.benchmarks.registry).
 """
 
 from importlib import import_module

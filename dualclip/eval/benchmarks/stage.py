@@ -19,7 +19,7 @@ Two functions back the rules of ``rules/benchmarks.smk`` (the scripts stay thin)
 * :func:`evaluate` (rule ``eval_benchmark``) loads a trained run's ``model.pt``, the
   items of ``ready.json`` (a missing image skips its item, a missing folder its piece;
   both are written to the skips CSV), scores them with the official rules, adds the text-only
-  ``blind_*`` and ``length_*`` baselines (:func:`dualclip.benchmarks.scoring.summarise_baselines`)
+  ``blind_*`` and ``length_*`` baselines (:func:`dualclip.eval.benchmarks.scoring.summarise_baselines`)
   and writes the long-format CSV ``method, n_train, seed, benchmark, suite, metric, value,
   n_items, code_version`` (as the synthetic evaluation does) plus ``n_items_total`` and
   ``incomplete`` (:func:`flag_incomplete`), and a per-item CSV.
@@ -32,7 +32,7 @@ edited copies of pinned files, whose checksums are then only recorded), ``pieces
 (SugarCrepe / SugarCrepe++ subsets, VALSE pieces to evaluate; default all). The workflow's
 input functions (rules/common.smk) call :func:`configured`, :func:`section`,
 :func:`archives_needed` and :func:`needed_files` rather than repeating this logic; the
-benchmarks themselves are the registry's (dualclip/benchmarks/registry.py).
+benchmarks themselves are the registry's (dualclip/eval/benchmarks/registry.py).
 """
 
 from __future__ import annotations
