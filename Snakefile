@@ -22,7 +22,7 @@ include: "rules/rewrite.smk"
 include: "rules/filter.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
-include: "rules/benchmarks.smk"
+include: "rules/real_benchmarks.smk"
 include: "rules/report.smk"
 
 

@@ -346,7 +346,7 @@ def train_logs():
     return [f"{run_dir('train', m, n, s)}/train_log.csv" for m, n, s in training_runs()]
 
 
-# ---- real benchmarks (rules/benchmarks.smk)
+# ---- real benchmarks (rules/real_benchmarks.smk)
 
 # names and config logic: the registry (dualclip/eval/benchmarks/registry.py) and the stage library
 BENCHMARK_NAMES = list(BENCHMARK_REGISTRY)

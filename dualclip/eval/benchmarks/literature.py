@@ -11,7 +11,7 @@ category read from the images in the RAIVNLab/sugar-crepe README at commit 00470
 75.20 / 75.38 / 88.80 / 82.80) are the SugarCrepe paper's numbers as issue 13 quotes them; the
 paper itself was not at hand here, but their item-weighted averages reproduce
 ``re_eval.png``'s NegCLIP REPLACE/SWAP/ADD (85.36 / 75.33 / 87.29) to the second decimal
-(tests/benchmarks/test_bench_literature.py checks it). ``n_items`` is the item count the
+(tests/eval_benchmarks/test_bench_literature.py checks it). ``n_items`` is the item count the
 paper used (swap_obj had 246 items then; the current file has 245).
 
 Zero-shot classification, CLIP ViT-B/32 (OpenAI weights): top-1 from open_clip's

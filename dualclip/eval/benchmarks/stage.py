@@ -1,6 +1,6 @@
 """The real-benchmark stage of the workflow: prepare annotations/images, then evaluate a run.
 
-Two functions back the rules of ``rules/benchmarks.smk`` (the scripts stay thin):
+Two functions back the rules of ``rules/real_benchmarks.smk`` (the scripts stay thin):
 
 * :func:`prepare` (rule ``download_benchmark``) puts one benchmark's annotation files
   under ``<out_dir>/annotations/`` and writes ``<out_dir>/ready.json``. With

@@ -9,7 +9,7 @@ rule download_image_archive:
     output:
         f"{RESULTS}/benchmark_data/images/{{archive}}/archive.json",
     log:
-        f"{RESULTS}/logs/benchmarks/images/{{archive}}.log",
+        f"{RESULTS}/logs/real_benchmarks/images/{{archive}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/download_image_archive/{{archive}}.tsv"
     wildcard_constraints:
@@ -36,7 +36,7 @@ rule download_benchmark:
     output:
         ready=f"{RESULTS}/benchmark_data/{{benchmark}}/ready.json",
     log:
-        f"{RESULTS}/logs/benchmarks/download/{{benchmark}}.log",
+        f"{RESULTS}/logs/real_benchmarks/download/{{benchmark}}.log",
     wildcard_constraints:
         benchmark="|".join(BENCHMARK_NAMES),
     localrule: True  # may download (see download_image_archive)
