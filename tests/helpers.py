@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_benchmarks_dir() -> Path:
     """The complete benchmark files: $DUALCLIP_SHARED_BENCHMARKS, else ../shared/benchmarks
-    beside the clone (.ci/run sets the variable and fails when the folder is missing)."""
+    beside the clone (.ci/run looks for the folder, sets the variable, and warns loudly without it)."""
     env = os.environ.get("DUALCLIP_SHARED_BENCHMARKS")
     return Path(env) if env else REPO.parent / "shared" / "benchmarks"
 

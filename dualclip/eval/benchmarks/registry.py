@@ -86,7 +86,7 @@ def benchmark_names(*, retrieval: bool | None = None) -> list[str]:
 
 def _per_piece(loader_name: str):
     def load(ann: Path, folders: dict):
-        from dualclip import benchmarks
+        from dualclip.eval import benchmarks
         from dualclip.eval.benchmarks.items import LoadResult
 
         loader, result = getattr(benchmarks, loader_name), LoadResult()
@@ -104,7 +104,7 @@ def _load_valse(ann: Path, folders: dict):
 
 def _whole(loader_name: str):
     def load(ann: Path, folders: dict):
-        from dualclip import benchmarks
+        from dualclip.eval import benchmarks
 
         return getattr(benchmarks, loader_name)(ann, folders["all"])
     return load
