@@ -389,6 +389,12 @@ def benchmark_problems(config: dict) -> tuple[list[str], list[str]]:
                 warnings.append(f"config {key}: image folder {folder!r} not found (looked at {Path(folder).resolve()}); "
                                 f"the pieces it serves will be skipped (listed in ready.json); point it at your copy, "
                                 f"or set it to null")
+    # zero-shot classification data: an absent folder only skips that dataset (classification_skips.csv)
+    for name, folder in (config.get("zeroshot_classification") or {}).items():
+        if folder and not Path(folder).is_dir():
+            warnings.append(f"config zeroshot_classification.{name}: folder {folder!r} not found (looked at "
+                            f"{Path(folder).resolve()}); {name} will be skipped (listed in classification_skips.csv); "
+                            f"point it at your copy, or set it to null")
     return errors, warnings
 
 

@@ -248,6 +248,15 @@ def test_benchmark_copies_must_exist_and_missing_image_folders_are_announced(tmp
     assert len(warnings) == 1 and warnings[0].startswith("config benchmarks.valse.images.swig:"), warnings
 
 
+
+def test_missing_zero_shot_classification_folders_are_announced(tmp_path):
+    # an absent dataset only skips itself (classification_skips.csv): warned before any job, not an error
+    config = default_config({"zeroshot_classification": {"imagenet": str(tmp_path / "absent-imagenet"),
+                                                         "cifar10": str(tmp_path), "cifar100": None}})
+    warnings = check_config(config)
+    assert len(warnings) == 1 and warnings[0].startswith("config zeroshot_classification.imagenet:"), warnings
+    assert "classification_skips.csv" in warnings[0]
+
 def test_coco_needs_a_benchmark():
     found = problems(default_config({"dataset": {"name": "coco"}}))
     assert len(found) == 1 and "config benchmarks:" in found[0] and "config/benchmarks_example.yaml" in found[0]
