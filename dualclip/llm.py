@@ -163,6 +163,13 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return _REPO_ROOT / candidate
 
 
+def model_source(model: str | os.PathLike) -> str:
+    """What ``from_pretrained`` gets: the local folder (see :func:`resolve_path`) when there
+    is one, else the value as given (a hub id)."""
+    local = resolve_path(model)
+    return str(local) if local.exists() else str(model)
+
+
 def load_prompt(path: str | os.PathLike) -> PromptTemplate:
     resolved = resolve_path(path)
     if not resolved.is_file():
@@ -320,7 +327,7 @@ class ChatLM:
         self.device = str(resolve_device(device))
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = max(1, int(batch_size))
-        source = str(resolve_path(model)) if resolve_path(model).exists() else str(model)
+        source = model_source(model)
         try:
             # Left padding: generation appends after the last prompt token of every row.
             self.tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left")
@@ -352,10 +359,9 @@ class ChatLM:
             eos_ids.add(self.tokenizer.eos_token_id)
         self._eos_ids = sorted(eos_ids)
         self._torch = torch
-        # model.generate() calls and rows so far (one call per batch of batch_size rows):
+        # model.generate() calls so far (one call per batch of batch_size rows):
         # the rewrite stage records the calls of each shard
         self.generate_calls = 0
-        self.generated_rows = 0
 
     @classmethod
     def from_config(cls, config: dict) -> "ChatLM":
@@ -375,7 +381,6 @@ class ChatLM:
             encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             encoded = {key: value.to(self.device) for key, value in encoded.items()}
             self.generate_calls += 1
-            self.generated_rows += len(texts)
             with torch.inference_mode():
                 output = self.model.generate(
                     **encoded,

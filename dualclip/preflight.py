@@ -189,7 +189,7 @@ def clip_filter_problems(config: dict) -> list[str]:
 
     clip = FilterSettings.from_config(config["filter"], "filter").clip_check
     if clip.model:
-        return [problem.replace("config model.", "config filter.clip.model.") for problem in open_clip_problems(clip.model)]
+        return open_clip_problems(clip.model, key="filter.clip.model")
     return []  # the run's model section, checked below for every run
 
 
@@ -303,7 +303,8 @@ def open_clip_pretrained_tags() -> dict[str, frozenset[str]]:
                 for model in {model for model, _ in open_clip.list_pretrained()}}
 
 
-def open_clip_problems(model: dict) -> list[str]:
+def open_clip_problems(model: dict, key: str = "model") -> list[str]:
+    """Problems of an open_clip model section; ``key`` is where it sits in the config."""
     name, pretrained = str(model.get("name") or ""), model.get("pretrained")
     errors: list[str] = []
     for schema in ("hf-hub:", "local-dir:"):  # open_clip's schemas; `pretrained` is then ignored
@@ -311,16 +312,16 @@ def open_clip_problems(model: dict) -> list[str]:
             identifier = name[len(schema):]
             if schema == "local-dir:":
                 if not (Path(identifier) / "open_clip_config.json").is_file():
-                    errors.append(f"config model.name: {name!r}: {Path(identifier).resolve()} holds no "
+                    errors.append(f"config {key}.name: {name!r}: {Path(identifier).resolve()} holds no "
                                   f"open_clip_config.json; point it at an open_clip model folder")
             elif hub_offline() and not in_hub_cache(identifier, "open_clip_config.json"):
-                errors.append(f"config model.name: {name!r} is not in the local Hugging Face cache and the hub is "
+                errors.append(f"config {key}.name: {name!r} is not in the local Hugging Face cache and the hub is "
                               f"offline; download it once or use a local-dir: folder")
             return errors
     architecture = name.replace("/", "-")  # as open_clip.create_model does
     if architecture not in open_clip_architectures():
         close = difflib.get_close_matches(architecture, sorted(open_clip_architectures()), n=3)
-        errors.append(f"config model.name: {name!r} is not an open_clip architecture"
+        errors.append(f"config {key}.name: {name!r} is not an open_clip architecture"
                       + (f" (close: {close})" if close else "")
                       + f"; use a JSON config of {DUALCLIP_MODEL_CONFIGS.relative_to(REPO)}/ "
                         f"(e.g. dualclip-tiny) or an open_clip name (open_clip.list_models())")
@@ -328,13 +329,13 @@ def open_clip_problems(model: dict) -> list[str]:
     if not pretrained:
         return errors
     if name == "ViT-B-32" and pretrained == "openai":  # dualclip.train.models.create_model refuses it too
-        errors.append("config model.name: 'ViT-B-32' with model.pretrained 'openai' drops OpenAI's QuickGELU; "
+        errors.append(f"config {key}.name: 'ViT-B-32' with model.pretrained 'openai' drops OpenAI's QuickGELU; "
                       "use 'ViT-B-32-quickgelu'")
         return errors
     tags = open_clip_pretrained_tags().get(architecture, frozenset())
     if str(pretrained).lower().replace("-", "_") in tags or os.path.isfile(pretrained):
         return errors  # a tag (open_clip normalises it so), or a checkpoint file
-    errors.append(f"config model.pretrained: {pretrained!r} is neither a pretrained tag of {name!r} "
+    errors.append(f"config {key}.pretrained: {pretrained!r} is neither a pretrained tag of {name!r} "
                   f"(its tags: {sorted(tags) or 'none'}) nor a checkpoint file (looked at {Path(pretrained).resolve()}); "
                   f"use one of the tags, a checkpoint path, or null to train from scratch")
     return errors

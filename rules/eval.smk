@@ -86,7 +86,7 @@ rule eval_manifold:
     Fréchet distance, a dual-vs-original probe and the cosine distance, per inpaint
     backend and |S|."""
     input:
-        model=f"{RESULTS}/train/baseline/n{config['dataset']['n_train']}/seed{config['train']['seeds'][0]}/model.pt",
+        model=f"{run_dir('train', 'baseline', config['dataset']['n_train'], config['train']['seeds'][0])}/model.pt",
         data=manifests("data", "train", manifold_images()),
         inpaint=manifests("inpaint", "train", manifold_images()),
     output:

@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from dualclip.detect import ComponentDetection, DetectorSettings
-from dualclip.detect.yolo import Instance
+from dualclip.detect.yolo import Instance, check_image
 from dualclip.parse import Component
 
 
@@ -74,11 +74,6 @@ def query_boxes(logits, boxes, conf: float, nms_iou: float, max_instances: int) 
     return [(boxes[i].tolist(), float(scores[i])) for i in order]
 
 
-def check_image(image: np.ndarray) -> None:
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"detect: expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
-
-
 class OwlSamDetector:
     name = "owlv2"
     prompted = True  # instances() takes the labels to look for (the dual filter asks for them)
@@ -115,9 +110,9 @@ class OwlSamDetector:
         self.label_ids: dict[str, int] = {}
 
     def _load(self, key: str, value, model_class, processor_class, hub_id: str):
-        from dualclip.llm import resolve_path
+        from dualclip.llm import model_source
 
-        path = resolve_path(str(value)) if resolve_path(str(value)).exists() else str(value)
+        path = model_source(str(value))
         try:
             model = model_class.from_pretrained(path, dtype=self.dtype)
             processor = processor_class.from_pretrained(path)

@@ -47,6 +47,12 @@ class Instance:
     mask: np.ndarray
 
 
+def check_image(image: np.ndarray) -> None:
+    """Detectors take RGB uint8 images (every detect backend that reads pixels)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"detect: expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
+
+
 def instances_from_result(result, conf: float) -> list[Instance]:
     """The instances of one ultralytics ``Results`` with confidence >= ``conf``."""
     height, width = result.orig_shape
@@ -146,8 +152,7 @@ class YoloDetector:
 
     def _predict(self, images: Sequence[np.ndarray]):
         for image in images:
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(f"detect: expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
+            check_image(image)
         return self.model.predict(
             # ultralytics reads numpy arrays as BGR (OpenCV order); dualclip images are RGB.
             [np.ascontiguousarray(image[:, :, ::-1]) for image in images],

@@ -243,11 +243,12 @@ def classification_rows(model, preprocess, tokenizer, classification: dict, devi
     if not entries:
         return []
     rows = []
+    # the same single-object scenes for every suite: embedded once
+    image_features = embed_images(model, preprocess, [e["image"] for e in entries], device, batch_size)
     for suite in classification["suites"]:
         attribute = CLASSIFICATION_SUITES[suite]
         prompts = class_prompts(attribute)
         texts = [t for ts in prompts.values() for t in ts]
-        image_features = embed_images(model, preprocess, [e["image"] for e in entries], device, batch_size)
         text_features = embed_texts(model, tokenizer, texts, device, batch_size)
         per_class = text_features.reshape(len(prompts), -1, text_features.shape[-1])
         weights = torch.nn.functional.normalize(per_class.mean(1), dim=-1)

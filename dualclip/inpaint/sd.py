@@ -47,7 +47,7 @@ class StableDiffusionInpainter:
         import torch
         from diffusers import StableDiffusionInpaintPipeline
 
-        from dualclip.llm import resolve_path
+        from dualclip.llm import model_source
         from dualclip.runtime import resolve_device
 
         self.settings = settings = SDSettings.from_config(config, "inpaint")
@@ -59,7 +59,7 @@ class StableDiffusionInpainter:
         else:
             self.dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
         model = str(settings.model)
-        source = str(resolve_path(model)) if resolve_path(model).exists() else model
+        source = model_source(model)
         extra = {} if settings.safety_checker else {"safety_checker": None, "requires_safety_checker": False}
         try:
             self.pipe = StableDiffusionInpaintPipeline.from_pretrained(source, dtype=self.dtype, **extra)

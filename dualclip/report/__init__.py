@@ -252,9 +252,11 @@ def gallery(results: Path, size: int, with_filter: bool) -> tuple[list[list[dict
         decisions = read_json(results / "filter" / "train" / shard / f"{slot}.json").get("decisions", [])
         return {tuple(d["subset"]): d.get("reasons") or ["rejected"] for d in decisions if not d["accepted"]}
 
+    rejected_by_slot = {slot: rejections(slot) for slot, _ in records}  # each filter record read once
+
     def figures(slot: int, record: dict) -> list[dict]:
         folder = results / "inpaint" / "train" / shard / str(slot)
-        rejected = rejections(slot)
+        rejected = rejected_by_slot[slot]
         texts = {tuple(d["subset"]): d for d in record["duals"]}
         row = [{"src": png_data_uri((results / "data" / "train" / shard / f"{slot}.png").read_bytes()),
                 "name": "original", "text": record["caption"], "problems": [], "rejected": []}]
@@ -268,7 +270,7 @@ def gallery(results: Path, size: int, with_filter: bool) -> tuple[list[list[dict
     most_duals = sorted(records, key=lambda item: (-len(item[1]["duals"]), item[0]))[:size]
     shown = [figures(slot, record) for slot, record in most_duals]
     flagged = [(slot, record) for slot, record in sorted(records, key=lambda item: item[0])
-               if not all(d["check_ok"] for d in record["duals"]) or rejections(slot)][:size]
+               if not all(d["check_ok"] for d in record["duals"]) or rejected_by_slot[slot]][:size]
     return shown, [figures(slot, record) for slot, record in flagged]
 
 

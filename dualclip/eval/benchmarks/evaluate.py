@@ -84,28 +84,23 @@ def score_items(
     items = list(items)
     if not items:
         return pd.DataFrame(columns=PER_ITEM_COLUMNS)
-    was_training = model.training
-    model.eval()
-    try:
-        img_keys: dict[tuple, int] = {}
-        img_items: list[BenchmarkItem] = []
-        item_img: list[int] = []
-        for it in items:
-            key = (str(it.image_path), it.crop_bbox)
-            if key not in img_keys:
-                img_keys[key] = len(img_items)
-                img_items.append(it)
-            item_img.append(img_keys[key])
-        txt_keys: dict[str, int] = {}
-        for it in items:
-            for t in (it.positive, *it.negatives, *_second_positive(it)):
-                txt_keys.setdefault(t, len(txt_keys))
-        log.info("scoring %d items: %d distinct images, %d distinct captions",
-                 len(items), len(img_items), len(txt_keys))
-        img_emb = embed_images(model, preprocess, img_items, device, batch_size, num_workers, load=_load_image)
-        txt_emb = embed_texts(model, tokenizer, list(txt_keys), device, batch_size)
-    finally:
-        model.train(was_training)
+    img_keys: dict[tuple, int] = {}
+    img_items: list[BenchmarkItem] = []
+    item_img: list[int] = []
+    for it in items:
+        key = (str(it.image_path), it.crop_bbox)
+        if key not in img_keys:
+            img_keys[key] = len(img_items)
+            img_items.append(it)
+        item_img.append(img_keys[key])
+    txt_keys: dict[str, int] = {}
+    for it in items:
+        for t in (it.positive, *it.negatives, *_second_positive(it)):
+            txt_keys.setdefault(t, len(txt_keys))
+    log.info("scoring %d items: %d distinct images, %d distinct captions",
+             len(items), len(img_items), len(txt_keys))
+    img_emb = embed_images(model, preprocess, img_items, device, batch_size, num_workers, load=_load_image)
+    txt_emb = embed_texts(model, tokenizer, list(txt_keys), device, batch_size)
 
     # the blind "image": the mean of the distinct images scored here, as the synthetic suites
     mean_img = F.normalize(img_emb.mean(0), dim=0)

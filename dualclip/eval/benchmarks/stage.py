@@ -42,8 +42,7 @@ import logging
 import os
 import time
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from dualclip.fetch import (
     ChecksumMismatchError,
@@ -56,6 +55,9 @@ from dualclip.fetch import (
 from dualclip.io import copy_file, read_json
 
 from .registry import REGISTRY, data_json, get_benchmark
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -469,6 +471,7 @@ def load_items(benchmark: str, ready: dict):
 
 def _retrieval_per_item(sim, data) -> pd.DataFrame:
     import numpy as np
+    import pandas as pd  # here, not at import: the DAG build imports this module
 
     rows = []
     for i, gt in enumerate(data.img2txt):
@@ -496,6 +499,7 @@ def flag_incomplete(summary: pd.DataFrame, per_item: pd.DataFrame, skips: pd.Dat
     suite for the suites that were scored, all of them for the aggregate rows (REPLACE,
     mean, macro, micro...). For retrieval the missing items are images. A whole piece
     without images has no row: it is listed in the skips CSV and ``ready.json``."""
+    import pandas as pd  # here, not at import: the DAG build imports this module
     item_skips = skips[skips["level"] == "item"] if len(skips) else skips
     per_suite = item_skips.groupby("suite").size() if len(item_skips) else pd.Series(dtype="int64")
     scored = set(per_item["suite"]) if "suite" in per_item.columns else set()
@@ -515,6 +519,7 @@ def evaluate(model_file: str | os.PathLike, benchmark: str, config: dict, out_cs
     ``ready_file`` defaults to ``<results>/benchmark_data/<benchmark>/ready.json``;
     ``skips_csv`` to ``<out_csv stem>_skips.csv`` beside ``out_csv``.
     """
+    import pandas as pd  # here, not at import: the DAG build imports this module
     import torch
 
     from dualclip.io import write_text
