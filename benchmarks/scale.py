@@ -78,7 +78,8 @@ STAGES = {
 SHARD_RULES = {rule for rule, _ in STAGES.values()}
 # creation order of the other jobs' outputs, so that none is older than its inputs
 OUTPUT_RANK = {"prepare_coco": 0, "download_image_archive": 0, "download_benchmark": 1, "build_suites": 1,
-               "train": 2, "eval_synthetic": 3, "eval_benchmark": 3, "report": 4}
+               "train": 2, "eval_synthetic": 3, "eval_benchmark": 3, "eval_classification": 3, "eval_manifold": 3,
+               "report": 4}
 
 
 def child_env() -> dict:
@@ -255,6 +256,9 @@ def finish_other_jobs(text: str) -> int:
     shard_jobs = sorted({rule for rule, _ in jobs if rule in SHARD_RULES})
     if shard_jobs:
         raise RuntimeError(f"the faked shards are not seen as finished: {shard_jobs} jobs planned")
+    unranked = sorted({rule for rule, _ in jobs if rule not in OUTPUT_RANK and rule != "all"})
+    if unranked:  # a stand-in made after its consumer's would make the consumer look stale
+        raise RuntimeError(f"rules {unranked} have no place in OUTPUT_RANK: add them")
     made = 0
     for rule, outputs in sorted(jobs, key=lambda job: OUTPUT_RANK.get(job[0], 5)):
         for output in outputs:
