@@ -36,7 +36,7 @@ rule all:
         rules.report.output,
         # every shard manifest: a withdrawn one (see below) reruns its shard even though
         # the results downstream of it exist
-        needed_manifests(),
+        plan.needed_manifests(config),
 
 
 # a shard whose per-image files changed since its manifest reruns

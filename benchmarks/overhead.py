@@ -196,7 +196,7 @@ class Shard:
         from dualclip.io import bits_to_masks, read_label_png, read_rgb
 
         settings = self.config["inpaint"]
-        flag, radius = METHODS[settings.get("method", "telea")], float(settings.get("radius", 3))
+        flag, radius = getattr(cv2, METHODS[settings.get("method", "telea")]), float(settings.get("radius", 3))
         work = []
         for image, detect in zip(self.files("data", "{slot}.png"), self.files("detect", "{slot}.json")):
             record = read_json(detect)

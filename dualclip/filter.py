@@ -34,12 +34,13 @@ did not, and the shard's ``summary.json`` counts the rejections per check.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from dualclip.parse import Component
 from dualclip.registry import Settings, available, internal, one_of
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where used: the workflow imports FilterSettings while it plans
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +66,7 @@ class RedetectorSettings(Settings):
 class FilterSettings(Settings):
     """``filter``."""
 
-    enabled: bool = False  # whether the stage runs (read by the workflow, rules/common.smk)
+    enabled: bool = False  # whether the stage runs (read by the workflow, dualclip.plan)
     redetect: bool = True  # the re-detection check (false: only the CLIP check, which must then be enabled)
     conf: float = 0.25
     min_overlap: float = 0.5
@@ -105,6 +106,8 @@ class FilterDecision:
 
 def overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over the smaller area (1.0 when one lies inside the other)."""
+    import numpy as np
+
     smaller = min(int(a.sum()), int(b.sum()))
     return float(np.logical_and(a, b).sum()) / smaller if smaller else 0.0
 
@@ -147,6 +150,8 @@ def decide(subset: tuple[int, ...], components: Sequence[Component], dual_scores
 
 
 def unit(vectors) -> np.ndarray:
+    import numpy as np
+
     vectors = np.asarray(vectors, dtype=np.float64)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
@@ -237,10 +242,10 @@ class DualFilter:
 
     def _set_detector(self, detector) -> None:
         redetectors = available("detect", feature="instances")
+        redetector = self.settings.redetector
         if detector is None:
             from dualclip.detect import get_detector
 
-            redetector = self.settings.redetector
             if redetector.backend not in redetectors:
                 raise ValueError(f"filter.detector.backend: {redetector.backend!r} is no detector that finds objects "
                                  f"in new images; use {one_of(redetectors)}")
@@ -260,6 +265,7 @@ class DualFilter:
         self.batch_size = max(1, int(getattr(detector, "batch_size", 1)))
         # a text-prompted detector (owlv2) is asked for the labels of the image's components
         self.prompted = bool(getattr(detector, "prompted", False))
+        self.segment = bool(redetector.segment)  # a prompted detector's masks: SAM's, else its boxes
 
     def _classes(self, components: Sequence[Component]) -> list[set[int]]:
         if self.prompted:
@@ -272,7 +278,7 @@ class DualFilter:
         if not self.prompted:
             return self.detector.instances(items)
         images, labels = zip(*items)
-        return self.detector.instances(list(images), list(labels), segment=bool(self.settings.redetector.segment))
+        return self.detector.instances(list(images), list(labels), segment=self.segment)
 
     def evaluate(
         self,

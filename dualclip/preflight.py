@@ -80,19 +80,15 @@ class ResultsDirInUse(RuntimeError):
 
 
 def stages_run(config: dict) -> set[str]:
-    """The model-using stages the DAG contains (the rule of rules/common.smk: uses_duals,
-    uses_parse, train_inputs): a model of a stage that does not run is not needed."""
-    from dualclip.train.methods import get_method  # the registry (numpy only, no torch)
+    """The model-using stages the DAG contains (the workflow's own rule, dualclip.plan): a
+    model of a stage that does not run is not needed."""
+    from dualclip import plan
 
-    methods = [get_method(method) for method in config["train"]["methods"]]
-    duals = any(method.uses_duals for method in methods)
     stages = set()
-    if duals or any(method.uses_negatives for method in methods):
+    if plan.trains_on_duals(config) or any(plan.uses_parse(method) for method in config["train"]["methods"]):
         stages.add("parse")
-    if duals:
-        stages.update({"detect", "inpaint", "rewrite"})
-        if config["filter"]["enabled"]:
-            stages.add("filter")
+    if plan.trains_on_duals(config):
+        stages.update({"detect", *plan.dual_stages(config)})
     return stages
 
 
@@ -181,6 +177,23 @@ def open_vocabulary_detector_problems(section: str, settings: dict, segment: boo
         problems.append(pretrained_model_problem(f"{section}.sam_model", owl.sam_model,
                                                  "config.json", "models/sam-vit-base", "facebook/sam-vit-base"))
     return problems
+
+
+def detector_model_problems(key: str, backend: str, section: dict, segment: bool,
+                            say_default: bool = False) -> list[tuple[str | None, str | None]]:
+    """(error, warning) of the model files of a detector section, ``detect`` or ``filter.detector``
+    (``key``): YOLO's weights, or OWLv2's folder and, when masks are made (``segment``), SAM's; the
+    oracle backends load no model. ``say_default``: a YOLO section without ``model`` is named as
+    such (filter.detector's default is not the weights the user gave detect.model)."""
+    if backend == "owlv2":
+        return open_vocabulary_detector_problems(key, section, segment)
+    if backend != "yolo":
+        return []
+    from dualclip.detect.yolo import YoloSettings
+
+    model = YoloSettings.from_config(section, key).model
+    unset = say_default and "model" not in section
+    return [yolo_model_problem(f"{key}.model" + (f" (not set: default {model})" if unset else ""), model)]
 
 
 def clip_filter_problems(config: dict) -> list[str]:
@@ -413,32 +426,26 @@ def check_config(config: dict) -> list[str]:
 
     stages = stages_run(config)
     parse = config["parse"]
-    # each backend's settings, defaults filled in (its registered settings dataclass)
+    # each backend's settings, defaults filled in (its registered settings dataclass); the
+    # detectors' are read by detector_model_problems
     chosen = {stage: get_backend(stage, config[stage]["backend"]).settings_class().from_config(config[stage], stage)
-              for stage in ("parse", "detect", "inpaint", "rewrite") if stage in stages}
+              for stage in ("parse", "inpaint", "rewrite") if stage in stages}
     for stage in ("parse", "rewrite"):
         if stage in stages and config[stage]["backend"] == "llm":
             add(pretrained_model_problem(f"{stage}.model", chosen[stage].model, "config.json",
                                          "models/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct"))
-    if "detect" in stages and config["detect"]["backend"] == "yolo":
-        add(yolo_model_problem("detect.model", chosen["detect"].model))
-    if "detect" in stages and config["detect"]["backend"] == "owlv2":
-        for problem in open_vocabulary_detector_problems("detect", config["detect"], segment=True):
+    if "detect" in stages:  # the detect stage's masks are SAM's with owlv2
+        for problem in detector_model_problems("detect", config["detect"]["backend"], config["detect"], segment=True):
             add(problem)
     if "filter" in stages:
-        from dualclip.detect.yolo import YoloSettings
         from dualclip.filter import FilterSettings
 
         settings = FilterSettings.from_config(config["filter"], "filter")
-        redetector = settings.redetector
-        if settings.redetect and redetector.backend == "owlv2":
-            for problem in open_vocabulary_detector_problems("filter.detector", settings.detector, segment=redetector.segment):
+        if settings.redetect:
+            redetector = settings.redetector
+            for problem in detector_model_problems("filter.detector", redetector.backend, settings.detector,
+                                                   segment=redetector.segment, say_default=True):
                 add(problem)
-        elif settings.redetect:
-            yolo = YoloSettings.from_config(settings.detector, "filter.detector")
-            add(yolo_model_problem(
-                "filter.detector.model" + ("" if "model" in settings.detector else f" (not set: default {yolo.model})"),
-                yolo.model))
         if settings.clip_check.enabled:
             errors.extend(clip_filter_problems(config))
     if "inpaint" in stages and config["inpaint"]["backend"] == "sd":

@@ -1,7 +1,7 @@
 rule data:
     """Render (shapes) or fetch (coco) one shard of a split: image + ground truth per slot."""
     input:
-        data_prerequisites,
+        plan.data_prerequisites(config),
     output:
         manifest=f"{RESULTS}/data/{{split}}/{{shard}}/manifest.json",
     log:
@@ -17,7 +17,7 @@ rule data:
         mem_mb=2000,
         runtime=30,
     params:
-        dataset=without_sizes(config["dataset"]),
+        dataset=plan.without_sizes(config["dataset"]),
         shard_size=SHARD_SIZE,
         n_images=shard_image_count,
     script:
@@ -37,6 +37,6 @@ rule prepare_coco:
         mem_mb=4000,
         runtime=120,
     params:
-        dataset=without_sizes(config["dataset"]),
+        dataset=plan.without_sizes(config["dataset"]),
     script:
         "../scripts/prepare_coco.py"

@@ -1,8 +1,8 @@
 rule detect:
     """Masks of each parsed component: one JSON and one bit-packed mask PNG per image."""
     input:
-        data=shard_manifest("data"),
-        parse=shard_manifest("parse"),
+        data=plan.shard_manifest(config, "data"),
+        parse=plan.shard_manifest(config, "parse"),
     output:
         manifest=f"{RESULTS}/detect/{{split}}/{{shard}}/manifest.json",
     log:

@@ -1,7 +1,7 @@
 rule build_suites:
     """The synthetic benchmark suites on the held-out test split (items + clean renders)."""
     input:
-        manifests("data", "test", config["dataset"]["n_test"]),
+        plan.manifests(config, "data", "test", config["dataset"]["n_test"]),
     output:
         suites=f"{RESULTS}/eval/suites.json",
         images=directory(f"{RESULTS}/eval/images"),
@@ -86,9 +86,9 @@ rule eval_manifold:
     Fréchet distance, a dual-vs-original probe and the cosine distance, per inpaint
     backend and |S|."""
     input:
-        model=f"{run_dir('train', 'baseline', config['dataset']['n_train'], config['train']['seeds'][0])}/model.pt",
-        data=manifests("data", "train", manifold_images()),
-        inpaint=manifests("inpaint", "train", manifold_images()),
+        model=plan.manifold_model(config),
+        data=plan.manifests(config, "data", "train", plan.manifold_images(config)),
+        inpaint=plan.manifests(config, "inpaint", "train", plan.manifold_images(config)),
     output:
         table=f"{RESULTS}/eval/manifold.csv",
     log:
@@ -102,7 +102,7 @@ rule eval_manifold:
         mem_mb=4000,
         runtime=30,
     params:
-        n_images=manifold_images(),
+        n_images=plan.manifold_images(config),
         shard_size=SHARD_SIZE,
         seed=config["eval"]["seed"],
         device=config["device"],

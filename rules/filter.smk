@@ -3,11 +3,15 @@ rule filter:
     (and, with filter.clip, only if CLIP finds it closer to its dual text than to the caption).
     """
     input:
-        data=shard_manifest("data"),
-        parse=shard_manifest("parse"),
-        detect=shard_manifest("detect"),
-        inpaint=shard_manifest("inpaint"),
-        rewrite=shard_manifest("rewrite") if clip_filter_enabled() else [],
+        data=plan.shard_manifest(config, "data"),
+        parse=plan.shard_manifest(config, "parse"),
+        detect=plan.shard_manifest(config, "detect"),
+        inpaint=plan.shard_manifest(config, "inpaint"),
+        rewrite=(
+            plan.shard_manifest(config, "rewrite")
+            if plan.clip_filter_enabled(config)
+            else []
+        ),
     output:
         manifest=f"{RESULTS}/filter/{{split}}/{{shard}}/manifest.json",
     log:
@@ -25,7 +29,7 @@ rule filter:
     params:
         shard_size=SHARD_SIZE,
         n_images=shard_image_count,
-        filter=filter_settings(),
+        filter=plan.filter_settings(config),
         device=config["device"],
     script:
         "../scripts/filter.py"

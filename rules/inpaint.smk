@@ -1,8 +1,8 @@
 rule inpaint:
     """Every non-empty subset of each image's found components removed: the dual images."""
     input:
-        data=shard_manifest("data"),
-        detect=shard_manifest("detect"),
+        data=plan.shard_manifest(config, "data"),
+        detect=plan.shard_manifest(config, "detect"),
     output:
         manifest=f"{RESULTS}/inpaint/{{split}}/{{shard}}/manifest.json",
     log:

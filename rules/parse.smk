@@ -1,7 +1,7 @@
 rule parse:
     """Key noun components (and NegCLIP swap negatives) of each caption of a shard."""
     input:
-        data=shard_manifest("data"),
+        data=plan.shard_manifest(config, "data"),
         prompt=prompt_files("parse"),
     output:
         manifest=f"{RESULTS}/parse/{{split}}/{{shard}}/manifest.json",

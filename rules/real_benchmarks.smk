@@ -47,7 +47,7 @@ rule download_benchmark:
         mem_mb=2000,
         runtime=60,
     params:
-        settings=lambda w: benchmark_section(w.benchmark),
+        settings=benchmark_section,
     script:
         "../scripts/download_benchmark.py"
 
@@ -74,7 +74,7 @@ rule eval_benchmark:
         mem_mb=8000,
         runtime=120,
     params:
-        settings=lambda w: benchmark_section(w.benchmark),
+        settings=benchmark_section,
         device=config["device"],
         batch_size=config["eval"]["batch_size"],
     script:

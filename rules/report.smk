@@ -3,13 +3,15 @@ rule report:
     training curves, dual gallery.
     """
     input:
-        scores=eval_outputs() + benchmark_eval_outputs(),
-        summaries=train_summaries(),
-        train_logs=train_logs(),
-        suites=lambda w: [f"{RESULTS}/eval/suites.json"] if synthetic_suites() else [],
-        gallery=gallery_inputs(),
-        funnel=funnel_inputs(),
-        manifold=manifold_outputs(),
+        scores=plan.eval_outputs(config) + plan.benchmark_eval_outputs(config),
+        summaries=plan.train_summaries(config),
+        train_logs=plan.train_logs(config),
+        suites=lambda w: (
+            [f"{RESULTS}/eval/suites.json"] if plan.synthetic_suites(config) else []
+        ),
+        gallery=plan.gallery_inputs(config),
+        funnel=plan.funnel_inputs(config),
+        manifold=plan.manifold_outputs(config),
         template=report_template(),
     output:
         html=report(
@@ -58,6 +60,6 @@ rule report:
     params:
         config=config,
         # every planned run: one without scores is listed on the first screen, not dropped
-        runs=[list(run) for run in training_runs()],
+        runs=[list(run) for run in plan.training_runs(config)],
     script:
         "../scripts/report.py"

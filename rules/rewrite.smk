@@ -1,8 +1,8 @@
 rule rewrite:
     """The dual text of every subset: the caption without the removed components, checked."""
     input:
-        parse=shard_manifest("parse"),
-        detect=shard_manifest("detect"),
+        parse=plan.shard_manifest(config, "parse"),
+        detect=plan.shard_manifest(config, "detect"),
         prompt=prompt_files("rewrite"),
     output:
         manifest=f"{RESULTS}/rewrite/{{split}}/{{shard}}/manifest.json",

@@ -19,7 +19,7 @@ rule train:
         runtime=240,
     params:
         model=config["model"],
-        train=lambda w: train_params(w.method),
+        train=lambda w: plan.train_params(config, w.method),
         device=config["device"],
         n_val=config["dataset"]["n_val"],
         shard_size=SHARD_SIZE,

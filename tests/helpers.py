@@ -52,30 +52,34 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "
 CONFIGS = [str(REPO / "config" / "config.yaml"), str(REPO / "tests" / "config_tiny.yaml")]
 
 
-def snakemake(workdir, *args, check=True, extra_config=None):
-    """Run snakemake on the tiny config; ``extra_config`` (a dict) is layered on top as a file
-    (--config would turn nested numbers into strings)."""
-    configs = list(CONFIGS)
+def snakemake(workdir, *args, check=True, extra_config=None, configs=CONFIGS, timeout=None):
+    """Run snakemake on ``configs`` (default the tiny config), offline; ``extra_config`` (a dict)
+    is layered on top as a file (--config would turn nested numbers into strings)."""
+    configs = list(configs)
     if extra_config:
         path = Path(workdir) / "extra_config.yaml"
         path.write_text(json.dumps(extra_config))  # JSON is YAML
         configs.append(str(path))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1"}
     command = [*SNAKEMAKE, "--configfile", *configs, "--directory", str(workdir), *args]
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
 
 
-def planned_jobs(workdir, *args, extra_config=None) -> dict[str, int]:
-    """Rule -> job count of a dry run (empty when there is nothing to do)."""
-    out = snakemake(workdir, "-n", *args, extra_config=extra_config)
-    text = out.stdout + out.stderr
+def job_stats(text: str) -> dict[str, int]:
+    """Rule -> job count of a dry run's output (empty when there is nothing to do)."""
     if "Nothing to be done" in text:
         return {}
     table = text.split("Job stats:", 1)[1]
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if rule != "total"}
+
+
+def planned_jobs(workdir, *args, extra_config=None) -> dict[str, int]:
+    """Rule -> job count of a dry run (empty when there is nothing to do)."""
+    out = snakemake(workdir, "-n", *args, extra_config=extra_config)
+    return job_stats(out.stdout + out.stderr)
 
 
 def stand_in_coco_models(work: Path) -> None:
@@ -88,9 +92,10 @@ def stand_in_coco_models(work: Path) -> None:
     (work / "models" / "yolov8x-seg.pt").write_bytes(b"")
 
 
-def coco_dry_run(tmp_path: Path) -> tuple[str, dict[str, str], str]:
+def coco_dry_run(tmp_path: Path) -> tuple[str, dict[str, int], str]:
     """A dry run of config/coco.yaml shrunk to 10 images, methods baseline and ours, seeds 0 and 1,
-    and no real benchmark but sugarcrepe_pp, with :func:`stand_in_coco_models`. Returns the output, rule -> job count and the results folder."""
+    and no real benchmark but sugarcrepe_pp, with :func:`stand_in_coco_models`. Returns the output,
+    rule -> job count and the results folder."""
     import yaml
 
     from dualclip.eval.benchmarks import stage
@@ -99,19 +104,13 @@ def coco_dry_run(tmp_path: Path) -> tuple[str, dict[str, str], str]:
     small = {"shard_size": 5, "dataset": {"root": str(tmp_path / "coco"), "n_train": 10, "n_val": 5},
              "train": {"methods": ["baseline", "ours"], "seeds": [0, 1]},
              "benchmarks": {name: False for name in others}}
-    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
     work = tmp_path / "work"
     stand_in_coco_models(work)
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "-n",
-               "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "coco.yaml"),
-               str(tmp_path / "small.yaml")]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    coco = [str(REPO / "config" / "config.yaml"), str(REPO / "config" / "coco.yaml")]
+    result = snakemake(work, "-n", extra_config=small, configs=coco, timeout=300)
     text = result.stdout + result.stderr
-    assert result.returncode == 0, text[-4000:]
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", text.split("Job stats:", 1)[1], flags=re.M))
     results = yaml.safe_load((REPO / "config" / "coco.yaml").read_text())["results_dir"]
-    return text, jobs, results
+    return text, job_stats(text), results
 
 
 # ------------------------------------------------------------------ a local HTTP server

@@ -32,7 +32,7 @@ SHARED = shared_benchmarks_dir()
 VGR = FIX / "aro" / "visual_genome_relation.sample_first43.json"
 VGA = FIX / "aro" / "visual_genome_attribution.handmade.json"
 KARPATHY = FIX / "karpathy" / "coco_karpathy_test.handmade.json"
-RUN = {"method": "ours", "seed": 3, "n_samples": 24, "code_version": "test-version"}
+RUN = {"method": "ours", "seed": 3, "n_train": 24, "n_samples": 24, "code_version": "test-version"}
 
 
 def sha256(path: Path) -> str:

@@ -149,7 +149,7 @@ def write_study(root: Path, n_images: int = 10, shard_size: int = 4) -> tuple[li
     model, _, _ = create_model("dualclip-tiny", None)
     checkpoint = root / "model.pt"
     torch.save({"config": {"model": {"name": "dualclip-tiny", "pretrained": None}}, "model": model.state_dict(),
-                "summary": {"method": "baseline", "seed": 0, "n_samples": n_images, "code_version": "test"}}, checkpoint)
+                "summary": {"method": "baseline", "seed": 0, "n_train": n_images, "n_samples": n_images, "code_version": "test"}}, checkpoint)
     return data, inpaint, str(checkpoint)
 
 

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["properties"]
 # the keys of a stage's section that its own code reads, besides its backends' (and the selector)
 STAGE_SETTINGS = {"parse": ParseSettings, "inpaint": InpaintSettings}
-# dataset.n_train / n_val / n_test: the split sizes, read by the workflow (rules/common.smk)
+# dataset.n_train / n_val / n_test: the split sizes, read by the workflow (dualclip.plan)
 WORKFLOW_KEYS = {"data": {"n_train", "n_val", "n_test"}}
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from dualclip.io import write_json, write_png
 from dualclip.report import write_report
-from dualclip.report.overview import compact_table, data_funnel, findings, missing_runs
+from dualclip.report.overview import compact_table, data_funnel, findings, missing_runs, not_discriminative
 
 N_TRAIN = 4
 SHARD = "0"
@@ -123,7 +123,9 @@ def make_results(root: Path) -> tuple[dict, list[str], list[str], list[str], lis
         "train": {"methods": ["baseline", "negclip", "ours"], "seeds": [0, 1], "compute": "equal_compute",
                   "budget_images": 32, "batch_images": 8, "epochs": 1},
         "filter": {"enabled": True},
-        "report": {"gallery_size": 2, "comparisons": [["ours", "baseline"], ["ours", "negclip"]]},
+        # the baseline's sc_add_obj (61) and omission (60) fall below 65: shown apart
+        "report": {"gallery_size": 2, "comparisons": [["ours", "baseline"], ["ours", "negclip"]],
+                   "discriminative_range": [65, 90]},
     }
     return config, score_files, summary_files, log_files, manifests
 
@@ -165,9 +167,27 @@ def test_findings_from_paired_differences(tmp_path):
     assert negclip.missing and not negclip.ahead  # no negclip scores: listed as not made
 
 
+def test_suites_outside_the_discriminative_range_are_listed_apart(tmp_path):
+    scores = scores_frame(tmp_path)
+    # the baseline's accuracy means: sc_add_obj 61, omission 60, sc_swap_att 70; R@1 never bounded
+    assert not_discriminative(scores, (60, 90)) == {}
+    apart = not_discriminative(scores, (65, 90))
+    assert apart == {("synthetic", "sc_add_obj", "accuracy"): 61.0, ("synthetic", "omission", "accuracy"): 60.0}
+    assert set(not_discriminative(scores, (0, 65))) == {("synthetic", "sc_swap_att", "accuracy")}
+    (ours,) = findings(scores, [["ours", "baseline"]], apart)
+    assert ours.ahead == [] and ours.text_prior == []  # the ranking suites only
+    assert [gain.suite for gain in ours.ahead_apart] == ["sc_add_obj", "omission"]
+    assert [gain.suite for gain in ours.behind] == ["sc_swap_att"] and ours.behind_apart == []
+    assert ours.mixed == 1  # retrieval R@1 still ranks
+    runs, rows, rows_apart = compact_table(scores, PLANNED, N_TRAIN, apart)
+    assert [suite for suite, _ in rows] == ["sc_swap_att", "retrieval_t2i R@1"]
+    assert [suite for suite, _ in rows_apart] == ["sc_add_obj", "omission"]
+
+
 def test_compact_table_keeps_a_planned_run_without_scores(tmp_path):
     scores = scores_frame(tmp_path)
-    runs, rows = compact_table(scores, PLANNED, N_TRAIN)
+    runs, rows, rows_apart = compact_table(scores, PLANNED, N_TRAIN)
+    assert rows_apart == []
     assert runs == ["baseline", "negclip", "ours"]  # report order; negclip kept though it has no score
     table = dict(rows)
     baseline, negclip, ours = table["sc_add_obj"]
@@ -212,7 +232,13 @@ def test_page_opens_with_findings_funnel_and_compact_table(report_page):
     assert "negclip seed 0" in first_screen  # a planned run without scores is listed, not dropped
     assert "<b>ours − negclip</b>: not in this study" in first_screen
     assert "sc_add_obj +11.5 ± 2.1, blind +0.5" in first_screen
-    assert "possibly a text prior" in first_screen
+    # below the baseline's 65 (report.discriminative_range), sc_add_obj and omission are shown apart
+    compact = first_screen.split('<section id="compact">', 1)[1]
+    assert compact.index("sc_swap_att") < compact.index('id="not-discriminative"') < compact.index("sc_add_obj")
+    assert "on suites not discriminative at this budget: ahead on sc_add_obj" in first_screen
+    assert "possibly a text prior" not in first_screen  # omission's text prior is on a suite apart
+    # a run that lost a skipped image (n_samples 3) keeps its planned name everywhere
+    assert "(n=3)" not in page
     assert "used in training: ours" in first_screen and "removed component noun … still present (1)" in first_screen
     compact = first_screen.split('<section id="compact">', 1)[1]
     assert '<th>negclip</th>' in compact and 'title="no score">—' in compact

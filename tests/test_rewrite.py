@@ -199,6 +199,26 @@ def test_templated_captions_use_the_list_grammar_and_free_ones_the_tree(parser, 
         assert rewriter.is_templated(caption, coco.parse([caption])[0].components) is templated, caption
 
 
+def test_rewrite_batch_gives_each_text_with_its_own_check(parser, rewriter):
+    """The rewriter contract run_shard reads (the llm backend's too): per item a DualText per
+    subset, its text rewrite()'s and its problems check_dual_text's, so nothing is checked again."""
+    coco = SpacyParser({"vocabulary": "coco", "max_components": 3}, nlp=parser.nlp)
+    captions = ["a red circle, a blue square and a star",  # the list grammar
+                "A man throwing a frisbee on a course as another looks on."]  # the tree; (0,) leaves "as another."
+    items = []
+    for caption in captions:
+        components = coco.parse([caption])[0].components
+        items.append((caption, components, nonempty_subsets([c.index for c in components])))
+    grouped = rewriter.rewrite_batch(items)
+    assert [len(group) for group in grouped] == [len(subsets) for _, _, subsets in items]
+    for (caption, components, subsets), group in zip(items, grouped):
+        assert [dual.text for dual in group] == rewriter.rewrite(caption, components, subsets)
+        for subset, dual in zip(subsets, group):
+            assert dual.backend == "rule" and dual.reason is None
+            assert dual.problems == check_dual_text(dual.text, caption, components, subset)
+    assert "determiner 'another' without its noun" in grouped[1][0].problems  # a failed check is carried too
+
+
 def test_tree_rewrite_keeps_case_punctuation_and_agreement(parser):
     coco = SpacyParser({"vocabulary": "coco", "max_components": 3}, nlp=parser.nlp)
     rewriter = get_rewriter({"backend": "rule", "empty_caption": "nothing here"})

@@ -4,10 +4,12 @@ import itertools
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from dualclip.data.shapes import WorldConfig, world_record
+from dualclip.eval import label_with_run
 from dualclip.io import write_png
 from dualclip.train.batches import Sample, TrainData, build_train_data, nearest_neighbours, plan_epoch
 from dualclip.train.methods import METHODS
@@ -117,6 +119,18 @@ def test_ours_soft_trains_and_every_summary_records_its_subset_policy(tmp_path):
     assert singles["n_duals_left_out_by_policy"] == 6 and singles["sample_k"] is None
     baseline = train(config, "baseline", 0, build_train_data(records), tmp_path / "baseline")
     assert baseline["subset_policy"] is None and baseline["duals_per_image"] == 0
+    assert (baseline["n_train"], baseline["n_samples"]) == (6, 6)  # called directly: the set is its samples
+    # planned on 8 images of which 2 were skipped at download: named n8, trained on 6
+    skipped = train(config, "baseline", 0, build_train_data(records), tmp_path / "planned", n_train=8)
+    assert (skipped["n_train"], skipped["n_samples"]) == (8, 6)
+
+
+def test_scores_carry_the_planned_training_set_size_and_old_checkpoints_say_so():
+    summary, per_item = pd.DataFrame({"value": [1.0]}), pd.DataFrame({"item": [0]})
+    label_with_run(summary, per_item, {"method": "ours", "seed": 1, "n_train": 8, "n_samples": 6, "code_version": "x"})
+    assert summary["n_train"].tolist() == [8] and per_item["n_train"].tolist() == [8]
+    with pytest.raises(ValueError, match="predates the recorded n_train.*forcerun train"):
+        label_with_run(pd.DataFrame({"value": [1.0]}), pd.DataFrame({"item": [0]}), {"method": "ours", "seed": 1, "n_samples": 6, "code_version": "x"})
 
 
 def test_nearest_neighbours_excludes_self():

@@ -25,12 +25,21 @@ def build(inpaint: dict, eval_config: dict, images: list[str], truth: list[str],
     return counts
 
 
+def run_size(run: dict) -> int:
+    """The training-set size a run was planned with (its ``n{n}``), not the images it kept."""
+    if "n_train" not in run:
+        raise ValueError(f"{run.get('method')} seed {run.get('seed')}: this checkpoint predates the recorded "
+                         "n_train (code version " + str(run.get("code_version")) + "); rerun its train job "
+                         "(snakemake --forcerun train) so that its scores carry the planned training-set size")
+    return int(run["n_train"])
+
+
 def label_with_run(summary, per_item, run: dict) -> None:
     """Lead every score row with the run it belongs to (method, n_train, seed) and the
     code version that trained it: one results format for synthetic and real benchmarks."""
     for frame in (summary, per_item):
         frame.insert(0, "seed", run["seed"])
-        frame.insert(0, "n_train", run["n_samples"])
+        frame.insert(0, "n_train", run_size(run))
         frame.insert(0, "method", run["method"])
     summary["code_version"] = run["code_version"]
 

@@ -16,14 +16,17 @@ module measures:
 
 The measures are pure functions of embeddings (tested on hand-built data);
 :func:`measure_checkpoint` embeds the images with :func:`dualclip.eval.synthetic.encode`.
-Nothing here imports torch at module level: the workflow imports this file while it plans.
+Nothing here imports numpy, pandas or torch at module level: the workflow imports this file
+(``DEFAULT_IMAGES``) while it plans.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_IMAGES = 300  # eval.manifold_images' default: originals measured (with all their duals)
 MIN_PROBE_IMAGES = 8  # a probe on fewer images (4 per split) says nothing: reported as NaN
@@ -34,10 +37,14 @@ ALL_SIZES = "all"  # the n_removed of the row that pools every |S|
 
 
 def _covariance(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     return np.atleast_2d(np.cov(x, rowvar=False))
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
@@ -48,6 +55,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
     Σa^½ Σb Σa^½ is symmetric and has the eigenvalues of Σa Σb, so its trace square root
     comes from ``eigvalsh``: no complex ``sqrtm`` and no scipy."""
+    import numpy as np
+
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise ValueError(f"frechet_distance: needs two sets of at least 2 vectors of one dimension, got {a.shape} and {b.shape}")
@@ -61,6 +70,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """1 − cos between row i of ``a`` and row i of ``b``."""
+    import numpy as np
+
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"cosine_distances: paired rows needed, got {a.shape} and {b.shape}")
@@ -69,6 +80,8 @@ def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(t: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     return 0.5 * (1.0 + np.tanh(0.5 * t))  # no overflow for large |t|
 
 
@@ -78,6 +91,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0, max_steps: int = 
     bias unpenalised), fitted by Newton's method on standardised features: the objective
     is strictly convex and the embeddings have ~100 dimensions, so a few exact steps beat
     first-order iterations. Returns a function x -> P(class 1)."""
+    import numpy as np
+
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     mean, scale = x.mean(0), np.maximum(x.std(0), 1e-12)
     z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])  # last column: the bias
@@ -113,6 +128,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0, max_steps: int = 
 def balanced_accuracy(y: np.ndarray, predicted: np.ndarray) -> float:
     """Mean of the two classes' recalls: 50% at chance whatever the class sizes (an image
     has one original but up to N single-removal duals)."""
+    import numpy as np
+
     y, predicted = np.asarray(y), np.asarray(predicted)
     return float(np.mean([(predicted[y == label] == label).mean() for label in (0, 1)]))
 
@@ -123,6 +140,8 @@ def probe_accuracy(originals: np.ndarray, duals: np.ndarray, original_groups, du
     originals (0). The split is by image (``*_groups``: the image each row comes from), so a
     dual is never tested against its own original seen in training. NaN when fewer than
     MIN_PROBE_IMAGES images take part."""
+    import numpy as np
+
     original_groups, dual_groups = np.asarray(original_groups), np.asarray(dual_groups)
     images = np.unique(np.concatenate([original_groups, dual_groups]))
     if len(images) < MIN_PROBE_IMAGES or len(originals) == 0 or len(duals) == 0:
@@ -148,6 +167,7 @@ def manifold_rows(features: np.ndarray, rows, seed: int = 0):
     ``kind`` ("original" or "dual"), ``backend`` (the inpaint backend that made the dual,
     that of its duals for an original) and ``n_removed`` (|S|; 0 for an original). One row
     per backend and |S|, plus one pooling every |S| (``n_removed`` "all")."""
+    import numpy as np
     import pandas as pd
 
     features = np.asarray(features, dtype=np.float64)
@@ -228,8 +248,10 @@ def measure_checkpoint(model_file: str, data_manifests: list[str], inpaint_manif
     model, preprocess, _, checkpoint = load_checkpoint_model(model_file, resolve_device(device))
     features = embed_images(model, preprocess, list(rows["file"]), resolve_device(device), batch_size)
     table = manifold_rows(features.numpy(), rows, seed=seed)
+    from dualclip.eval import run_size
+
     run = checkpoint["summary"]
-    for column, value in (("seed", run["seed"]), ("n_train", run["n_samples"]), ("method", run["method"])):
+    for column, value in (("seed", run["seed"]), ("n_train", run_size(run)), ("method", run["method"])):
         table.insert(0, column, value)
     table["code_version"] = run.get("code_version")
     write_text(out_file, table.to_csv(index=False))

@@ -10,19 +10,22 @@ A backend that batches (Stable Diffusion) also has ``inpaint_many(items)``: ``it
 yields ``(image, masks, seeds)`` per image, it yields each image's ``inpaint`` result in
 item order, and the subsets of consecutive images share its model calls. ``run_shard``
 uses it when present; the OpenCV backend works one image at a time.
+
+cv2 and numpy are imported where they are used: listing the backends (the workflow's
+pre-flight check, while it plans) must not load them.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator, Protocol
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 from dualclip.registry import Settings, create, register
 from dualclip.subsets import nonempty_subsets, subset_name
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Inpainter(Protocol):
@@ -32,6 +35,9 @@ class Inpainter(Protocol):
 
 
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    import cv2
+    import numpy as np
+
     if pixels <= 0:
         return mask.astype(bool)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
@@ -64,6 +70,7 @@ def run_shard(config: dict, image_files: list[str], detect_files: list[str], out
     """
     from pathlib import Path
 
+    import numpy as np
     from tqdm import tqdm
 
     from dualclip.io import bits_to_masks, read_json, read_label_png, read_rgb, write_json, write_png

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-import cv2
 import numpy as np
 
 from dualclip.registry import Settings
@@ -47,7 +46,7 @@ class StableDiffusionInpainter:
         import torch
         from diffusers import StableDiffusionInpaintPipeline
 
-        from dualclip.llm import model_source
+        from dualclip.llm import MIN_TOKENIZER_SIZE, model_source  # one tokenizer guard for every backend
         from dualclip.runtime import resolve_device
 
         self.settings = settings = SDSettings.from_config(config, "inpaint")
@@ -69,7 +68,7 @@ class StableDiffusionInpainter:
                 "(e.g. `hf download stable-diffusion-v1-5/stable-diffusion-inpainting --local-dir "
                 "models/stable-diffusion-inpainting`) and set inpaint.model to that folder"
             ) from error
-        if len(self.pipe.tokenizer) < 100:
+        if len(self.pipe.tokenizer) < MIN_TOKENIZER_SIZE:
             # An offline from_pretrained without tokenizer files silently builds a 2-token tokenizer.
             raise ValueError(
                 f"inpaint.model {model!r}: its tokenizer has {len(self.pipe.tokenizer)} tokens, so tokenizer/vocab.json "
@@ -104,6 +103,7 @@ class StableDiffusionInpainter:
 
     def to_model(self, image: np.ndarray, masks: Sequence[np.ndarray]):
         """Image and masks scaled (long side = resolution) and padded to resolution^2."""
+        import cv2  # here, not at the top: the workflow's pre-flight check reads SDSettings while it plans
         from PIL import Image
 
         height, width = image.shape[:2]
@@ -120,6 +120,8 @@ class StableDiffusionInpainter:
         return Image.fromarray(padded), model_masks, (new_h, new_w)
 
     def from_model(self, generated: np.ndarray, size: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+        import cv2
+
         new_h, new_w = size
         crop = np.clip(generated[:new_h, :new_w] * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return cv2.resize(crop, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dualclip.llm import ChatGenerator, ChatLM, LLMSettings, extract_json, generate_validated, load_prompt
-from dualclip.parse import DEFAULT_SPACY_MODEL, Component, ComponentSettings, ParseResult
+from dualclip.parse import Component, ComponentSettings, ParseResult
 from dualclip.parse.spacy_parser import NUMBERS, UNUSED_COMPONENTS
 
 
@@ -120,7 +120,7 @@ def validate_components(
     data: Any,
     vocabulary: dict[str, list[str]] | None,
     max_components: int,
-    doc=None,
+    doc,
     attribute_words=(),
     open_vocabulary=None,
 ) -> tuple[list[Component], list[str], list[str]]:
@@ -130,11 +130,12 @@ def validate_components(
     whose head is no concrete, removable noun is dropped, and the label is the one it
     reads from the head (its lemma), whatever the model wrote.
 
-    ``doc``: the caption's spaCy Doc, which gives each span its head (the span's root),
-    attributes, count and plural. Each listed component is checked on its own and an
-    invalid one is dropped with a note; ``problems`` (the answer is invalid, retry) only
-    when the answer is not ``{"components": [...]}`` or every listed component was
-    invalid. Components beyond ``max_components`` are dropped, in caption order, and noted.
+    ``doc``: the caption's spaCy Doc (from the parser's pipeline, parsed with the other
+    captions), which gives each span its head (the span's root), attributes, count and
+    plural. Each listed component is checked on its own and an invalid one is dropped with
+    a note; ``problems`` (the answer is invalid, retry) only when the answer is not
+    ``{"components": [...]}`` or every listed component was invalid. Components beyond
+    ``max_components`` are dropped, in caption order, and noted.
     """
     problems: list[str] = []
     notes: list[str] = []
@@ -144,10 +145,6 @@ def validate_components(
         return [], ['expected a JSON object {"components": [...]}'], notes
     if not isinstance(items, list):
         return [], ['"components" must be a list'], notes
-    if doc is None:
-        from dualclip.parse.spacy_parser import load_spacy
-
-        doc = load_spacy(DEFAULT_SPACY_MODEL, exclude=list(UNUSED_COMPONENTS))(caption)
     if doc.text != caption:
         raise ValueError("validate_components: doc must be the caption's Doc")
     attribute_words = {word.lower() for word in attribute_words}
@@ -302,8 +299,7 @@ class LLMParser:
                 for i in failed:
                     results[i] = ParseResult(captions[i], [], "skipped", why[i] + "; no fallback parser configured", self.name)
             else:
-                failed_docs = None if docs is None else [docs[i] for i in failed]
-                for i, result in zip(failed, fallback.parse([captions[i] for i in failed], docs=failed_docs)):
+                for i, result in zip(failed, fallback.parse([captions[i] for i in failed], docs=[docs[i] for i in failed])):
                     result.reason = why[i] + f"; used the {getattr(fallback, 'name', 'fallback')} parser" + (
                         f" ({result.reason})" if result.reason else ""
                     )

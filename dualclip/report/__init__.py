@@ -211,11 +211,21 @@ def suites_figure(scores: pd.DataFrame) -> bytes:
     return figure_png(grid.figure)
 
 
+def with_planned_size(summary: dict, summary_file: str) -> dict:
+    """A run summary with the training-set size the run was planned with (``n_train``: the
+    ``n{n}`` folder of its run, train/<method>/n<n>/seed<seed>/summary.json), which names
+    it; ``n_samples`` stays the images it trained on, fewer when some were skipped."""
+    size_folder = Path(summary_file).parent.parent.name
+    if not (size_folder.startswith("n") and size_folder[1:].isdigit()):
+        raise ValueError(f"{summary_file}: not in a train/<method>/n<size>/seed<seed>/ run folder")
+    return {**summary, "n_train": int(size_folder[1:])}
+
+
 def curves_figure(log_files: list[str], summaries: list[dict], default_n: int) -> bytes:
     frames = []
     for path, summary in zip(log_files, summaries):
         log = pd.read_csv(path)
-        log["run"] = run_label(summary["method"], summary["n_samples"], default_n)
+        log["run"] = run_label(summary["method"], summary["n_train"], default_n)
         log["seed"] = summary["seed"]
         frames.append(log)
     logs = pd.concat(frames, ignore_index=True)
@@ -295,7 +305,14 @@ def write_report(config: dict, score_files: list[str], summary_files: list[str],
     """Every output of the report rule; ``funnel_manifests`` are the training split's shard
     manifests of the stages the data funnel reads, ``expected_runs`` the (method, n, seed)
     the workflow planned (a run without scores is listed on the first screen)."""
-    from dualclip.report.overview import FULL_COLOUR_POINTS, compact_table, data_funnel, findings, missing_runs
+    from dualclip.report.overview import (
+        FULL_COLOUR_POINTS,
+        compact_table,
+        data_funnel,
+        findings,
+        missing_runs,
+        not_discriminative,
+    )
 
     results = Path(config["results_dir"])
     default_n = config["dataset"]["n_train"]
@@ -308,10 +325,10 @@ def write_report(config: dict, score_files: list[str], summary_files: list[str],
     write_text(outputs.paired, differences.to_csv(index=False))
     equivalents = real_image_equivalents(scores, default_n)
     write_text(outputs.equivalents, equivalents.to_csv(index=False))
-    summaries = [read_json(path) for path in summary_files]
+    summaries = [with_planned_size(read_json(path), path) for path in summary_files]
     runs = pd.DataFrame(summaries)
-    runs.insert(0, "run", [run_label(m, n, default_n) for m, n in zip(runs["method"], runs["n_samples"])])
-    run_columns = ["run", "seed", "steps", "epochs", "images_seen", "texts_seen", "n_samples", "subset_policy",
+    runs.insert(0, "run", [run_label(m, n, default_n) for m, n in zip(runs["method"], runs["n_train"])])
+    run_columns = ["run", "seed", "steps", "epochs", "images_seen", "texts_seen", "n_train", "n_samples", "subset_policy",
                    "duals_per_image", "sample_k", "n_duals_used",
                    "n_duals_rejected", "neighbour_model", "device", "code_version"]
     figure = suites_figure(scores)
@@ -330,7 +347,9 @@ def write_report(config: dict, score_files: list[str], summary_files: list[str],
     with_filter = bool(config.get("filter", {}).get("enabled", False))
     shown, flagged = gallery(results, int(config["report"]["gallery_size"]), with_filter)
     manifold = display_table(list(manifold_files))  # do dual images lie near the data manifold?
-    compact_runs, compact_rows = compact_table(scores, expected_runs, default_n)
+    low, high = config["report"]["discriminative_range"]
+    apart = not_discriminative(scores, (low, high))
+    compact_runs, compact_rows, compact_rows_apart = compact_table(scores, expected_runs, default_n, apart)
     priced = None
     if not equivalents.empty:
         priced = equivalents.pivot_table(index=["benchmark", "suite", "metric"], columns="method", values="label",
@@ -341,10 +360,11 @@ def write_report(config: dict, score_files: list[str], summary_files: list[str],
         "pretrained": str(config["model"].get("pretrained")), "methods": train["methods"],
         "seeds": [str(seed) for seed in train["seeds"]], "compute": compute, "code_version": code_version(),
         "missing_runs": missing_runs(scores, expected_runs, default_n),
-        "findings": findings(scores, comparisons),
+        "findings": findings(scores, comparisons, apart),
+        "discriminative_range": f"{low:g}–{high:g}",
         "funnel": data_funnel(list(funnel_manifests), default_n, int(config["shard_size"]), summaries),
         "funnel_note": "No method of this study trains on duals: no dual data to count.",
-        "compact_runs": compact_runs, "compact_rows": compact_rows, "full_colour": f"{FULL_COLOUR_POINTS:g}",
+        "compact_runs": compact_runs, "compact_rows": compact_rows, "compact_rows_apart": compact_rows_apart, "full_colour": f"{FULL_COLOUR_POINTS:g}",
         "length_run": LENGTH_RUN,
         "results_table": table.to_html(na_rep="", classes="results"),
         "paired_table": paired_table(differences).to_html(na_rep="") if not differences.empty else None,

@@ -24,6 +24,9 @@ from dualclip.workflow import per_image_files
 TEXT_PRIOR_FRACTION = 0.5
 # |difference from the baseline| in points at which a compact-table cell is fully coloured
 FULL_COLOUR_POINTS = 10.0
+# the only metric the discriminative range applies to: two-way and multiple-choice items, bounded by
+# chance and 100; retrieval R@1 and zero-shot top-1 have no such ceiling and always rank
+BOUNDED_METRIC = "accuracy"
 
 
 def suite_label(benchmark: str, suite: str, metric: str) -> str:
@@ -37,6 +40,20 @@ def blind_as_headline(scores: pd.DataFrame) -> pd.DataFrame:
     differences of the blind scores line up with those of the real ones."""
     blind = scores[scores["metric"].isin([f"blind_{metric}" for metric in HEADLINE_METRICS])]
     return blind.assign(metric=blind["metric"].str.removeprefix("blind_"))
+
+
+# ------------------------------------------------------------------ discriminative suites
+
+
+def not_discriminative(scores: pd.DataFrame, score_range: tuple[float, float]) -> dict[tuple, float]:
+    """The accuracy suites on which the baseline (the default training set, mean over seeds)
+    lies outside ``report.discriminative_range``: at chance or at the ceiling for the
+    baseline, a suite cannot rank methods at this budget. Kept in the report but shown
+    apart. Suite key -> the baseline's mean; empty when the study has no baseline run."""
+    low, high = score_range
+    baseline = scores[(scores["run"] == "baseline") & (scores["metric"] == BOUNDED_METRIC)]
+    means = baseline.groupby(["benchmark", "suite", "metric"], sort=False)["value"].mean()
+    return {key: float(mean) for key, mean in means.items() if not low <= mean <= high}
 
 
 # ------------------------------------------------------------------ findings
@@ -66,12 +83,17 @@ class Finding:
     mixed: int = 0  # suites with seeds both ways or ties
     text_prior: list[SuiteGain] = field(default_factory=list)  # of ahead: the blind score gains too
     missing: bool = False  # a run of the pair is not in this study
+    # on the suites that are not discriminative at this budget, apart from the ranking ones
+    ahead_apart: list[SuiteGain] = field(default_factory=list)
+    behind_apart: list[SuiteGain] = field(default_factory=list)
 
 
-def findings(scores: pd.DataFrame, comparisons: list[list[str]]) -> list[Finding]:
+def findings(scores: pd.DataFrame, comparisons: list[list[str]], apart: dict[tuple, float] | None = None) -> list[Finding]:
     """Per comparison a - b of ``report.comparisons``: the suites where a is ahead on every
     seed (mean ± sd of the per-seed differences), those where it is behind on every seed,
-    how many are mixed, and which gains the blind score shares (a text prior, not the image)."""
+    how many are mixed, and which gains the blind score shares (a text prior, not the image).
+    Suites in ``apart`` (not discriminative at this budget) are listed separately."""
+    apart = apart or {}
     blind = blind_as_headline(scores)
     out = []
     for a, b in comparisons:
@@ -90,15 +112,20 @@ def findings(scores: pd.DataFrame, comparisons: list[list[str]]) -> list[Finding
             key = (row.benchmark, row.suite, row.metric)
             gain = SuiteGain(suite_label(*key), row.mean_difference, row.std, row.seeds, blind_means.get(key))
             if row.a_ahead == row.seeds:
+                if key in apart:
+                    finding.ahead_apart.append(gain)
+                    continue
                 finding.ahead.append(gain)
                 if gain.blind_mean is not None and gain.blind_mean >= TEXT_PRIOR_FRACTION * gain.mean:
                     finding.text_prior.append(gain)
             elif b_ahead[key] == row.seeds:
-                finding.behind.append(gain)
+                (finding.behind_apart if key in apart else finding.behind).append(gain)
             else:
                 finding.mixed += 1
-        finding.ahead.sort(key=lambda gain: -gain.mean)
-        finding.behind.sort(key=lambda gain: gain.mean)
+        for gains in (finding.ahead, finding.ahead_apart):
+            gains.sort(key=lambda gain: -gain.mean)
+        for gains in (finding.behind, finding.behind_apart):
+            gains.sort(key=lambda gain: gain.mean)
         out.append(finding)
     return out
 
@@ -134,11 +161,14 @@ def missing_runs(scores: pd.DataFrame, expected_runs, default_n: int) -> list[st
             if (run_label(method, n, default_n), int(seed)) not in have]
 
 
-def compact_table(scores: pd.DataFrame, expected_runs, default_n: int) -> tuple[list[str], list[tuple[str, list[CompactCell]]]]:
+def compact_table(scores: pd.DataFrame, expected_runs, default_n: int,
+                  apart: dict[tuple, float] | None = None) -> tuple[list[str], list[tuple[str, list[CompactCell]]], list[tuple[str, list[CompactCell]]]]:
     """One row per headline suite, one column per run (the planned runs first, in report
     order, a run without scores kept as an empty column): the mean over seeds, the blind
     score of the same run beside it, and the difference from the baseline on the default
-    training set that colours the cell."""
+    training set that colours the cell. Returns the runs, the ranking rows and, apart, the
+    rows of the suites in ``apart`` (not discriminative at this budget)."""
+    apart = apart or {}
     headline = scores[scores["metric"].isin(HEADLINE_METRICS)]
     blind = blind_as_headline(scores)
     keys = ["benchmark", "suite", "metric"]
@@ -147,7 +177,7 @@ def compact_table(scores: pd.DataFrame, expected_runs, default_n: int) -> tuple[
     means = headline.groupby([*keys, "run"], sort=False)["value"].agg(["mean", "count"])
     blind_means = blind.groupby([*keys, "run"], sort=False)["value"].mean()
     baseline = "baseline" if "baseline" in runs else None
-    rows = []
+    rows, rows_apart = [], []
     for suite in dict.fromkeys(headline[keys].itertuples(index=False, name=None)):
         base = means["mean"].get((*suite, baseline)) if baseline else None
         cells = []
@@ -159,8 +189,8 @@ def compact_table(scores: pd.DataFrame, expected_runs, default_n: int) -> tuple[
             cells.append(CompactCell(value, blind_means.get((*suite, run)),
                                      None if base is None or run == baseline else value - float(base),
                                      int(means.loc[(*suite, run), "count"])))
-        rows.append((suite_label(*suite), cells))
-    return runs, rows
+        (rows_apart if suite in apart else rows).append((suite_label(*suite), cells))
+    return runs, rows, rows_apart
 
 
 # ------------------------------------------------------------------ data funnel
@@ -216,7 +246,7 @@ def data_funnel(manifests: list[str], n_images: int, shard_size: int, summaries:
     missing = [stage for stage in ("parse", "detect", "inpaint", "rewrite") if stage not in by_stage]
     if missing:
         raise ValueError(f"data funnel: no {', '.join(missing)} manifests among the report's inputs; "
-                         "rules/common.smk funnel_inputs() gives them when a method trains on duals")
+                         "dualclip.plan.funnel_inputs() gives them when a method trains on duals")
 
     def records(stage: str):
         return (read_json(path) for path in per_image_files(by_stage[stage], n_images, shard_size, RECORD_PATTERNS[stage]))

@@ -1,23 +1,40 @@
 """rewrite: the caption without the components of a subset (the dual text).
 
 Backend interface: ``get_rewriter(config)`` returns an object with
-``rewrite(caption, components, subsets) -> list[str]``, one dual text per subset.
-``check_dual_text`` validates any backend's output the same way.
+``rewrite(caption, components, subsets) -> list[str]``, one dual text per subset, and
+``rewrite_batch(items) -> list[list[DualText]]`` for many ``(caption, components,
+subsets)`` at once, each text with its ``check_dual_text`` problems (the check every
+backend's output goes through, the same way).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
 
 from dualclip.parse import Component
 from dualclip.registry import create, register
 from dualclip.rewrite.check import check_dual_text, check_dual_texts  # noqa: F401  (re-exported)
 
 
+@dataclass
+class DualText:
+    """One subset's dual text as ``rewrite_batch`` returns it: checked, so nobody checks it again."""
+
+    text: str
+    backend: str  # the rewriter that wrote it ("rule", "llm", the llm backend's fallback), "none": no text
+    reason: str | None = None  # why it is not the backend's own first answer; None when it is
+    problems: list[str] = field(default_factory=list)  # check_dual_text's findings on text; empty: accepted
+
+
 class Rewriter(Protocol):
     name: str
 
     def rewrite(self, caption: str, components: list[Component], subsets: list[tuple[int, ...]]) -> list[str]: ...
+
+    def rewrite_batch(
+        self, items: Sequence[tuple[str, list[Component], list[tuple[int, ...]]]]
+    ) -> list[list[DualText]]: ...
 
 
 register("rewrite", "rule", "dualclip.rewrite.rule:RuleRewriter", "dualclip.rewrite.rule:RuleSettings",
@@ -33,24 +50,20 @@ def get_rewriter(config: dict) -> Rewriter:
 def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out_files: list[str]) -> dict:
     """Dual texts of one shard, one per subset of the found components, each checked.
 
-    A rewriter with ``rewrite_batch`` (the llm backend) gets the subsets of all images of
-    the shard in one call, so its model generates full batches of its ``batch_size`` rows
-    (an image has at most 2^N - 1 rows, fewer than a batch); other rewriters (rule) go
-    one image at a time (the rule rewriter parses the captions it needs first, in one
-    ``nlp.pipe``, into the Doc cache the check reads too). Besides one ``{slot}.json``
-    per image, the shard gets a ``summary.json`` (and the log a line): rows, check
-    failures and, for a model, its ``generate()`` calls (``llm_calls``, retries
-    included). The count is per shard, not
-    per record, because the calls are shared by all images of the shard: a record stays
-    a function of its own image. Returns the summary.
+    The rewriter gets the subsets of all images of the shard in one ``rewrite_batch``
+    call: the llm backend's model generates full batches of its ``batch_size`` rows (an
+    image has at most 2^N - 1 rows, fewer than a batch), the rule backend parses the
+    captions it needs in one ``nlp.pipe``, into the Doc cache the check reads too; every
+    text comes back with its check's problems. Besides one ``{slot}.json`` per image, the
+    shard gets a ``summary.json`` (and the log a line): rows, check failures and, for a
+    model, its ``generate()`` calls (``llm_calls``, retries included). The count is per
+    shard, not per record, because the calls are shared by all images of the shard: a
+    record stays a function of its own image. Returns the summary.
     """
     from pathlib import Path
 
-    from tqdm import tqdm
-
     from dualclip.detect import detected_indices
     from dualclip.io import read_json, write_json
-    from dualclip.parse import Component
     from dualclip.subsets import nonempty_subsets
 
     rewriter = get_rewriter(config)
@@ -61,34 +74,18 @@ def run_shard(config: dict, parse_files: list[str], detect_files: list[str], out
         entries.append((parsed, components, nonempty_subsets(detected_indices(read_json(detect_file)))))
     lm = getattr(rewriter, "lm", None)
     calls_before = getattr(lm, "generate_calls", None)
-    batch = hasattr(rewriter, "rewrite_batch")
-    batched: dict[int, list] = {}
-    if batch:
-        work = [i for i, (_, _, subsets) in enumerate(entries) if subsets]
-        if work:
-            grouped = rewriter.rewrite_batch([(entries[i][0]["caption"], entries[i][1], entries[i][2]) for i in work])
-            batched = dict(zip(work, grouped))
-    if hasattr(rewriter, "prepare"):  # the rule rewriter: every caption it parses, in one nlp.pipe
-        rewriter.prepare([(parsed["caption"], components) for parsed, components, subsets in entries if subsets])
-    rewritten = []  # (texts, reasons) per image
-    for i, (parsed, components, subsets) in enumerate(tqdm(entries, desc=f"rewrite ({rewriter.name})", mininterval=5)):
-        if batch:
-            rewritten.append(([result.text for result in batched.get(i, [])], [result.reason for result in batched.get(i, [])]))
-        else:
-            texts = rewriter.rewrite(parsed["caption"], components, subsets) if subsets else []
-            rewritten.append((texts, getattr(rewriter, "last_reasons", None) or [None] * len(texts)))
-    # every dual text of the shard checked at once: its captions and texts go through one nlp.pipe
-    problems = iter(check_dual_texts([
-        (text, parsed["caption"], components, subset)
-        for (parsed, components, subsets), (texts, _) in zip(entries, rewritten) for subset, text in zip(subsets, texts)
-    ]))
+    work = [i for i, (_, _, subsets) in enumerate(entries) if subsets]
+    rewritten: dict[int, list[DualText]] = {}
+    if work:
+        grouped = rewriter.rewrite_batch([(entries[i][0]["caption"], entries[i][1], entries[i][2]) for i in work])
+        rewritten = dict(zip(work, grouped))
     n_failed = n_rows = 0
-    for (parsed, _, subsets), (texts, reasons), out in zip(entries, rewritten, out_files):
+    for i, ((parsed, _, subsets), out) in enumerate(zip(entries, out_files)):
         duals = []
-        for subset, text, reason in zip(subsets, texts, reasons):
-            found = next(problems)
-            n_failed += bool(found)
-            duals.append({"subset": list(subset), "text": text, "check_ok": not found, "problems": found, "note": reason})
+        for subset, result in zip(subsets, rewritten.get(i, [])):
+            n_failed += bool(result.problems)
+            duals.append({"subset": list(subset), "text": result.text, "check_ok": not result.problems,
+                          "problems": result.problems, "note": result.reason})
         n_rows += len(subsets)
         write_json(out, {"image_id": parsed["image_id"], "backend": rewriter.name, "caption": parsed["caption"], "duals": duals})
     print(f"rewrite: {n_failed} dual texts failed the check (recorded per image as check_ok=false)")

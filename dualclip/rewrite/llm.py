@@ -8,20 +8,21 @@ answer is shown back to the model once with the problems; if the retry is invali
 that subset is rewritten by the fallback backend (``rule`` by default).
 
 Reasons: ``rewrite_with_reasons`` returns a ``DualText`` per subset (text, the backend
-that produced it, and why when it was not a first-try LLM answer); ``rewrite`` returns
-only the texts and keeps the ``DualText`` list of its last call in ``last_results``
-(``last_reasons`` holds just the reasons).
+that produced it, why when it was not a first-try LLM answer, and its check's problems:
+none for an accepted answer, the fallback's text checked as the fallback checks it);
+``rewrite`` returns only the texts and keeps the ``DualText`` list of its last call in
+``last_results`` (``last_reasons`` holds just the reasons).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 from dualclip.llm import ChatGenerator, ChatLM, LLMSettings, extract_json, generate_validated, load_prompt
 from dualclip.parse import Component
-from dualclip.rewrite import check_dual_text
+from dualclip.rewrite import DualText, check_dual_text, check_dual_texts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,16 +33,6 @@ class LLMRewriteSettings(LLMSettings):
 
 # A sentence end followed by more text: "A dog. A cat." (the answer must stay one sentence).
 _SENTENCE_BREAK = re.compile(r"[.!?]+[\"')\]]*\s+\S")
-
-
-@dataclass
-class DualText:
-    text: str
-    backend: str  # "llm" or the fallback's name
-    reason: str | None = None  # why it is not a first-try LLM answer; None when it is
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def sentence_problems(text: str) -> list[str]:
@@ -90,6 +81,19 @@ class LLMRewriter:
             self._fallback = get_rewriter({**self.config, "backend": self.settings.fallback})
         return self._fallback
 
+    def fallback_texts(self, rows: list[tuple[str, list[Component], tuple[int, ...]]]) -> list[DualText]:
+        """Checked texts of the ``(caption, components, subset)`` rows the model never answered
+        validly: the fallback rewriter's, all in one batch, or an empty text without one."""
+        fallback = self.fallback()
+        if fallback is None:  # the empty text's problems say so ("empty dual text", what it lacks)
+            return [DualText("", "none", "no fallback rewriter configured", found) for found in check_dual_texts(
+                [("", caption, components, subset) for caption, components, subset in rows])]
+        return [
+            DualText(dual.text, dual.backend, f"used the {fallback.name} rewriter"
+                     + (f" (its text has problems too: {'; '.join(dual.problems)})" if dual.problems else ""), dual.problems)
+            for [dual] in fallback.rewrite_batch([(caption, components, [subset]) for caption, components, subset in rows])
+        ]
+
     def conversation(self, caption: str, components: list[Component], subset: tuple[int, ...]):
         removed = [component.text for component in components if component.index in subset]
         kept = [component.text for component in components if component.index not in subset]
@@ -123,24 +127,15 @@ class LLMRewriter:
         results: list[DualText | None] = []
         failed: list[int] = []
         for i, outcome in enumerate(outcomes):
-            if outcome.ok:
+            if outcome.ok:  # accepted: validate_dual_text's check found no problem
                 results.append(DualText(outcome.value, self.name, "llm answer valid on retry" if outcome.retried else None))
             else:
                 results.append(None)
                 failed.append(i)
-        fallback = self.fallback() if failed else None
-        for i in failed:
-            caption, components, subset = flat[i]
+        for i, replacement in zip(failed, self.fallback_texts([flat[i] for i in failed]) if failed else []):
             why = f"llm answer invalid after {self.retries} retr{'y' if self.retries == 1 else 'ies'}: " + "; ".join(outcomes[i].problems)
-            if fallback is None:
-                results[i] = DualText("", "none", why + "; no fallback rewriter configured")
-                continue
-            text = fallback.rewrite(caption, components, [subset])[0]
-            remaining = check_dual_text(text, caption, components, subset)
-            name = getattr(fallback, "name", "fallback")
-            results[i] = DualText(
-                text, name, why + f"; used the {name} rewriter" + (f" (its text has problems too: {'; '.join(remaining)})" if remaining else "")
-            )
+            replacement.reason = f"{why}; {replacement.reason}"
+            results[i] = replacement
         grouped: list[list[DualText]] = []
         position = 0
         for _, _, subsets in items:

@@ -22,6 +22,7 @@ from typing import Sequence
 from dualclip.parse import Component
 from dualclip.parse.spacy_parser import COLOUR_WORDS
 from dualclip.registry import Settings
+from dualclip.rewrite import DualText, check_dual_texts
 from dualclip.rewrite.check import SUBJECT_DEPS
 
 DEFAULT_RELATIONS = ("to the left of", "to the right of", "on the left of", "on the right of", "above", "below",
@@ -87,6 +88,24 @@ class RuleRewriter:
 
     def rewrite_one(self, caption: str, components: list[Component], subset: tuple[int, ...]) -> str:
         return self.rewrite(caption, components, [subset])[0]
+
+    def rewrite_batch(
+        self, items: Sequence[tuple[str, list[Component], list[tuple[int, ...]]]]
+    ) -> list[list[DualText]]:
+        """Many ``(caption, components, subsets)`` at once: a checked ``DualText`` per subset.
+        The captions the dependency grammar reads are parsed in one ``nlp.pipe`` first, and
+        every text is checked in one ``check_dual_texts`` (its own pipe, the same Doc cache)."""
+        from tqdm import tqdm
+
+        items = list(items)
+        self.prepare([(caption, components) for caption, components, _ in items])
+        texts = [self.rewrite(caption, components, subsets)
+                 for caption, components, subsets in tqdm(items, desc=f"rewrite ({self.name})", mininterval=5)]
+        problems = iter(check_dual_texts([
+            (text, caption, components, subset)
+            for (caption, components, subsets), group in zip(items, texts) for subset, text in zip(subsets, group)
+        ]))
+        return [[DualText(text, self.name, problems=next(problems)) for text in group] for group in texts]
 
     def rewrite(self, caption: str, components: list[Component], subsets: list[tuple[int, ...]]) -> list[str]:
         if not self.is_templated(caption, components):

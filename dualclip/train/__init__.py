@@ -114,4 +114,4 @@ def run(model: dict, train: dict, device: str, method: str, seed: int, inputs, o
     # the originals alone key NegCLIP's neighbour table, shared by the methods that use it
     originals_digest = manifests_digest({"data": used_manifests("data")})
     return train_loop(config, method, seed, data, out_dir, val=val, neighbour_cache=neighbour_cache,
-                      data_digest=data_digest, originals_digest=originals_digest)
+                      data_digest=data_digest, originals_digest=originals_digest, n_train=n_images)

@@ -8,13 +8,15 @@ batches of an uninterrupted one.
 
 All methods fill a batch up to the same number of images (``batch_images``), so equal
 steps mean equal image forward passes: the compute is matched in images seen.
+
+numpy is imported where it is used: the method registry imports this module, and the
+workflow imports the registry while it plans.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from dualclip.subsets import (
     DEFAULT_SUBSET_POLICY,
@@ -24,6 +26,9 @@ from dualclip.subsets import (
     sample_k_counts,
     subset_bits,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # sample_k's draw of subsets: a stream apart from the epoch plans' default_rng([seed, epoch])
 SAMPLE_K_STREAM = 0x5AB5E7
@@ -77,6 +82,8 @@ def build_train_data(records: list[dict], use_failed_rewrites: bool = False, use
     seeded by ``seed``, k duals from each image's usable power set, k = the usable singleton
     duals per image that has a usable dual: as many duals as ``singletons`` uses on this
     data, exactly in total (an image with fewer usable duals than k hands its share on)."""
+    import numpy as np
+
     check_policy(subsets)
     rejected = {"dual text failed its check": 0, "dual image rejected by the filter": 0}
     left_out = 0
@@ -275,6 +282,7 @@ def nearest_neighbours(embeddings, k: int, device="cpu", max_block_bytes: int = 
     Blockwise: a block of rows against all rows at a time, so memory is O(N·k + block·N)
     (at most ``max_block_bytes`` of similarities), never an N×N matrix; on the GPU when
     ``device`` is one."""
+    import numpy as np
     import torch
 
     features = torch.as_tensor(np.asarray(embeddings, dtype=np.float32), device=device)

@@ -3,7 +3,7 @@
 In the style of open_clip's model registry: ``REGISTRY`` maps a name to a
 :class:`Method` (its batch planner, whether it trains on duals, NegCLIP's swap negatives
 or nearest neighbours, whether its targets are graded), in the order the report shows
-them. The workflow (``rules/common.smk``), the trainer and the report read it; the
+them. The workflow (``dualclip.plan``), the trainer and the report read it; the
 schema's ``train.methods`` enum and pattern are checked against it by a test.
 
 A method that trains on duals may carry a subset policy in its name, ``ours@singletons``

@@ -355,8 +355,12 @@ def training_step(network, loss_fn, tokenizer, pixels: torch.Tensor, batch: Batc
 
 def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | Path, val=None,
           stop_after_steps: int | None = None, neighbour_cache: str | Path | None = None,
-          data_digest: str | None = None, originals_digest: str | None = None) -> dict:
+          data_digest: str | None = None, originals_digest: str | None = None, n_train: int | None = None) -> dict:
     """Train one (method, seed); returns the run summary also stored in the checkpoint.
+
+    ``n_train``: the training-set size the run was planned with (its name, ``n{n}``), which
+    names it in every score table even when images were skipped at download
+    (``n_samples`` counts the ones it trained on); None: the samples of ``data``.
 
     ``val`` is an optional (images, captions) slice scored once per epoch (retrieval
     top-1 accuracy in both directions). ``stop_after_steps`` ends the process early,
@@ -483,6 +487,7 @@ def train(config: dict, method: str, seed: int, data: TrainData, out_dir: str | 
     summary = {
         "method": method, "seed": seed, "steps": total_steps, "steps_per_epoch": steps_per_epoch,
         "epochs": round(total_steps / max(1, steps_per_epoch), 3), "images_seen": images_seen, "texts_seen": texts_seen,
+        "n_train": len(data.samples) if n_train is None else int(n_train),
         "n_samples": len(data.samples), "n_duals_used": data.n_duals, "n_duals_rejected": data.n_duals_rejected,
         "duals_rejected_by_reason": data.rejected_reasons, "train_seconds_this_process": round(time.time() - started, 1),
         "device": str(device), "world_size": context.world_size, "code_version": code_version(),

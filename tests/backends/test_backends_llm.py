@@ -15,6 +15,7 @@ import pytest
 from dualclip.llm import ChatLM, PromptTemplate, extract_json, generate_validated, load_prompt
 from dualclip.parse import Component
 from dualclip.parse.llm import LLMParser, validate_components
+from dualclip.rewrite import check_dual_text
 from dualclip.rewrite.llm import LLMRewriter, sentence_problems
 from helpers import nonempty
 
@@ -298,6 +299,15 @@ def test_llm_rewriter_valid_retry_fallback_and_reasons():
     assert rewriter.last_reasons[1].startswith("llm answer invalid after 1 retry: kept component 'a blue circle'")
     assert "used the rule rewriter" in rewriter.last_reasons[1]
     assert texts[1] == rewriter.last_results[1].text and "a blue circle" in texts[1].lower()
+    # each text carries its check: none for the accepted answer, the rule text's own for the fallback
+    assert rewriter.last_results[0].problems == []
+    assert rewriter.last_results[1].problems == check_dual_text(texts[1], CAPTION, components, (0,))
+
+    lm = Scripted(["{}", "{}"])  # no fallback: an empty text, and the check says what it lacks
+    [result] = LLMRewriter({"backend": "llm", "fallback": "none", "retries": 1}, lm=lm).rewrite_with_reasons(
+        CAPTION, components, [(0,)])
+    assert result.text == "" and result.backend == "none" and result.reason.endswith("; no fallback rewriter configured")
+    assert result.problems == check_dual_text("", CAPTION, components, (0,)) and "empty dual text" in result.problems
 
 
 def test_llm_rewriter_rejects_unknown_subset():

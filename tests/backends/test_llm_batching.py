@@ -91,6 +91,26 @@ def test_a_shard_of_20_images_makes_ceil_rows_over_batch_size_calls(shard, tiny_
             assert "used the rule rewriter" in dual["note"]
 
 
+@pytest.mark.parametrize("backend", ["rule", "llm"])
+def test_run_shard_checks_each_dual_text_once(shard, tiny_lm_dir, tmp_path, monkeypatch, backend):
+    """The rewriter's texts come with their check: run_shard does not check them again (with
+    the tiny model no answer is JSON, so only the rule fallback's texts are checked)."""
+    from dualclip.rewrite import check
+
+    _, files = shard
+    checked: list[str] = []
+    count_problems = check.count_problems
+    monkeypatch.setattr(check, "count_problems", lambda text, *args: checked.append(text) or count_problems(text, *args))
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["rewrite"]
+    if backend == "llm":
+        config = {**config, "backend": "llm", "model": str(tiny_lm_dir), "device": "cpu", "max_new_tokens": 4, "retries": 0}
+    out = [str(tmp_path / f"{slot}.json") for slot in range(N_IMAGES)]
+    summary = dualclip.rewrite.run_shard(config, files["parse"], files["detect"], out)
+    texts = [dual["text"] for path in out for dual in json.loads(Path(path).read_text())["duals"]]
+    assert summary["backend"] == backend and len(texts) == summary["n_rows"] > N_IMAGES
+    assert checked == texts
+
+
 def test_rule_backend_records_do_not_depend_on_batching(shard, tmp_path):
     """The rule backend goes image by image and writes the records it always wrote."""
     from dualclip.detect import detected_indices

@@ -133,7 +133,7 @@ def _model_file(tmp_path):
     model, _, _ = create_model("dualclip-tiny")
     path = tmp_path / "model.pt"
     torch.save({"model": model.state_dict(), "config": {"model": {"name": "dualclip-tiny", "pretrained": None}},
-                "step": 0, "summary": {"method": "ours", "seed": 0, "n_samples": 24, "code_version": "test"}}, path)
+                "step": 0, "summary": {"method": "ours", "seed": 0, "n_train": 24, "n_samples": 24, "code_version": "test"}}, path)
     return path
 
 

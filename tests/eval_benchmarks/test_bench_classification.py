@@ -75,7 +75,7 @@ def test_a_folder_with_other_classes_is_a_clear_error(class_folders, tiny):
 def test_evaluation_scores_what_is_there_and_lists_what_is_not(class_folders, tiny, tmp_path, monkeypatch):
     model, _, _ = tiny
     model_file = tmp_path / "model.pt"
-    run = {"method": "ours", "seed": 0, "n_samples": 24, "code_version": "test"}
+    run = {"method": "ours", "seed": 0, "n_train": 24, "n_samples": 24, "code_version": "test"}
     torch.save({"model": model.state_dict(), "config": {"model": {"name": "dualclip-tiny", "pretrained": None}},
                 "step": 0, "summary": run}, model_file)
     # the fixture stands in for ImageNet: its six folders get six of the names

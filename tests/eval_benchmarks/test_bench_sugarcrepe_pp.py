@@ -310,7 +310,7 @@ def test_eval_stage_writes_the_official_metrics(fix, tmp_path):
     torch.manual_seed(0)
     model, _, _ = create_model("dualclip-tiny")
     model_file = tmp_path / "model.pt"
-    run = {"method": "ours", "seed": 3, "n_samples": 24, "code_version": "test-version"}
+    run = {"method": "ours", "seed": 3, "n_train": 24, "n_samples": 24, "code_version": "test-version"}
     torch.save({"model": model.state_dict(), "config": {"model": {"name": "dualclip-tiny", "pretrained": None}},
                 "step": 0, "summary": run}, model_file)
     images = tmp_path / "coco"
