@@ -426,3 +426,20 @@ def test_report_shows_the_manifold_section(tmp_path):
     assert "baseline (n=4, seed 0)" in section and "0.123" in section and "87.7" in section
     assert "probe accuracy" in section and "Fréchet distance" in section and "cosine distance" in section
     assert "Not measured" in pages["without"].split('<section id="manifold">', 1)[1].split("</section>", 1)[0]
+
+
+def test_policy_runs_are_compared_and_a_missing_policy_run_is_listed(tmp_path):
+    # (issue 15) ours@singletons beside ours: compared seed by seed, sorted under ours; a planned
+    # policy run without scores is listed, never dropped
+    scores = scores_frame(tmp_path)
+    ours = scores[scores["run"] == "ours"]
+    singles = ours.assign(run="ours@singletons", method="ours@singletons",
+                          value=ours["value"] - 2 * ((ours["suite"] == "sc_add_obj") & (ours["metric"] == "accuracy")))
+    scores = pd.concat([scores, singles], ignore_index=True)
+    (finding,) = findings(scores, [["ours", "ours@singletons"]])
+    assert [gain.text for gain in finding.ahead] == ["sc_add_obj +2.0 ± 0.0, blind +0.0"]
+    assert finding.behind == [] and finding.mixed == 3  # the other suites tie on both seeds
+    planned = [*PLANNED, ["ours@singletons", N_TRAIN, 0], ["ours@singletons", N_TRAIN, 1], ["ours@sample_k", N_TRAIN, 0]]
+    runs, _, _ = compact_table(scores, planned, N_TRAIN)
+    assert runs == ["baseline", "negclip", "ours", "ours@singletons", "ours@sample_k"]  # the policies in registry order
+    assert missing_runs(scores, planned, N_TRAIN) == ["negclip seed 0", "ours@sample_k seed 0"]
