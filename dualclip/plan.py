@@ -44,19 +44,21 @@ def without_sizes(section: dict) -> dict:
     return {key: value for key, value in section.items() if not key.startswith("n_")}
 
 
+def manifest_path(config: dict, stage: str, split: str, shard) -> str:
+    """Where a stage writes one shard's manifest: the one place this layout is spelled."""
+    return f"{config['results_dir']}/{stage}/{split}/{shard}/manifest.json"
+
+
 def shard_manifest(config: dict, stage: str) -> str:
     """The same shard's manifest of an upstream stage (a pattern with {split} and {shard}):
     a shard job depends on it, not on its per-image files. The manifest lists every file of
     the shard with its size, checked against the disk before every run."""
-    return f"{config['results_dir']}/{stage}/{{split}}/{{shard}}/manifest.json"
+    return manifest_path(config, stage, "{split}", "{shard}")
 
 
 def manifests(config: dict, stage: str, split: str, n_images) -> list[str]:
     """The shard manifests covering the first n_images of a split."""
-    return [
-        f"{config['results_dir']}/{stage}/{split}/{shard}/manifest.json"
-        for shard in range(n_shards(config, n_images))
-    ]
+    return [manifest_path(config, stage, split, shard) for shard in range(n_shards(config, n_images))]
 
 
 def data_prerequisites(config: dict) -> list[str]:
@@ -238,7 +240,7 @@ def gallery_inputs(config: dict) -> list[str]:
     (with the filter's decisions: the gallery shows rejected duals)."""
     if not trains_on_duals(config):
         return []
-    return [f"{config['results_dir']}/{stage}/train/0/manifest.json" for stage in ["data", *dual_stages(config)]]
+    return [manifest_path(config, stage, "train", 0) for stage in ["data", *dual_stages(config)]]
 
 
 def funnel_inputs(config: dict) -> list[str]:

@@ -3,7 +3,7 @@ rule data:
     input:
         plan.data_prerequisites(config),
     output:
-        manifest=f"{RESULTS}/data/{{split}}/{{shard}}/manifest.json",
+        manifest=plan.shard_manifest(config, "data"),
     log:
         f"{RESULTS}/logs/data/{{split}}/{{shard}}.log",
     benchmark:

@@ -4,7 +4,7 @@ rule detect:
         data=plan.shard_manifest(config, "data"),
         parse=plan.shard_manifest(config, "parse"),
     output:
-        manifest=f"{RESULTS}/detect/{{split}}/{{shard}}/manifest.json",
+        manifest=plan.shard_manifest(config, "detect"),
     log:
         f"{RESULTS}/logs/detect/{{split}}/{{shard}}.log",
     benchmark:

@@ -13,7 +13,7 @@ rule filter:
             else []
         ),
     output:
-        manifest=f"{RESULTS}/filter/{{split}}/{{shard}}/manifest.json",
+        manifest=plan.shard_manifest(config, "filter"),
     log:
         f"{RESULTS}/logs/filter/{{split}}/{{shard}}.log",
     benchmark:

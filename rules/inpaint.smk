@@ -4,7 +4,7 @@ rule inpaint:
         data=plan.shard_manifest(config, "data"),
         detect=plan.shard_manifest(config, "detect"),
     output:
-        manifest=f"{RESULTS}/inpaint/{{split}}/{{shard}}/manifest.json",
+        manifest=plan.shard_manifest(config, "inpaint"),
     log:
         f"{RESULTS}/logs/inpaint/{{split}}/{{shard}}.log",
     benchmark:

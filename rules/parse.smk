@@ -4,7 +4,7 @@ rule parse:
         data=plan.shard_manifest(config, "data"),
         prompt=prompt_files("parse"),
     output:
-        manifest=f"{RESULTS}/parse/{{split}}/{{shard}}/manifest.json",
+        manifest=plan.shard_manifest(config, "parse"),
     log:
         f"{RESULTS}/logs/parse/{{split}}/{{shard}}.log",
     benchmark:

@@ -5,7 +5,7 @@ rule rewrite:
         detect=plan.shard_manifest(config, "detect"),
         prompt=prompt_files("rewrite"),
     output:
-        manifest=f"{RESULTS}/rewrite/{{split}}/{{shard}}/manifest.json",
+        manifest=plan.shard_manifest(config, "rewrite"),
     log:
         f"{RESULTS}/logs/rewrite/{{split}}/{{shard}}.log",
     benchmark:
