@@ -246,6 +246,13 @@ def test_image_side_negative_is_the_scene_without_a_mentioned_object(built):
         removed = int(re.search(r"-without-(\d+)\.png$", negative_path).group(1))
         assert np.array_equal(negative, render_scene(scene, exclude=(removed,))[0])
         assert Counter(phrases(item["caption"])) == scene_pairs(scene)
+        # calibrated: another object keeps the removed one's colour, so absence cannot be
+        # read off the colour histogram
+        colour = scene["objects"][removed]["colour"]
+        assert sum(o["colour"] == colour for o in scene["objects"]) > 1, item
+    # every such object of a scene is an item of its own
+    shared = sum(sum(p["colour"] == o["colour"] for p in s["objects"]) > 1 for s in scenes.values() for o in s["objects"])
+    assert len(items_of(suites, "image_side")) == shared > 0
 
 
 def test_image_side_sham_keeps_every_object_and_the_dual_removes_one(built):
@@ -414,8 +421,9 @@ def test_test_images_skipped_at_download_become_no_item(tmp_path):
     write_json(skipped, {**read_json(skipped), "status": "skipped", "reason": "image file cannot be decoded"})
     images = [str(tmp_path / "data" / f"{slot}.png") for slot in range(6)]
     truth = [str(tmp_path / "data" / f"{slot}.json") for slot in range(6)]
-    # (these 6 scenes hold no single-object scene for the zero-shot classification suites)
-    suites = [suite for suite in ALL_SUITES if suite not in CLASSIFICATION_SUITES]
+    # (these 6 scenes hold no single-object scene for the zero-shot classification suites,
+    # and no room for a sham patch beside an object whose colour another object shares)
+    suites = [suite for suite in ALL_SUITES if suite not in CLASSIFICATION_SUITES and suite != "image_side_sham"]
     build(INPAINT, {"suites": suites, "seed": 0}, images, truth, str(tmp_path / "suites.json"), str(tmp_path / "images"))
     suites = read_json(tmp_path / "suites.json")
     assert len(suites["retrieval"]) == 5

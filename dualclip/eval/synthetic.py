@@ -11,6 +11,10 @@ compare one caption with a positive and negative images:
   shape inpainted, every object kept) vs the real inpainted dual: a model that keys
   on inpainting artefacts scores 50 here.
 
+Both image suites remove only an object whose colour another object of the scene keeps
+(one item per such object): removing a lone colour is read off the colour histogram, and
+every run scored 94-97 on those items (calibration, README "Calibrating the suites").
+
 Scoring as the official code: correct only when the positive scores strictly higher
 than every negative (ties are wrong). Every text suite also gets a ``blind`` score:
 the same texts scored against the mean test-image embedding, which exposes text-prior
@@ -153,7 +157,9 @@ class SuiteBuilder:
         if len(order) >= 2:
             text_item("omission", full, [join_list([phrase(o) for o in order if o is not target])])
             if "image_side" in suites or "image_side_sham" in suites:
-                items += self.image_items(scene, image_path, order, target, full, base, suites, rng)
+                colour_kept = [o for o in order if sum(p["colour"] == o["colour"] for p in objects) > 1]
+                for removed in colour_kept:
+                    items += self.image_items(scene, image_path, order, removed, full, base, suites, rng)
         return items
 
     def image_items(self, scene, image_path, order, target, caption, base, suites, rng) -> list[dict]:
