@@ -123,12 +123,20 @@ def replaced_phrase(item) -> tuple[tuple, tuple]:
     return changed[0]
 
 
-def test_replace_att_new_pair_is_absent(built):
+def test_replace_att_new_pair_is_absent_and_both_captions_name_the_same_colours(built):
     _, _, suites, scenes = built
     for item in items_of(suites, "sc_replace_att"):
         old, new = replaced_phrase(item)
         assert old[1] == new[1] and old[0] != new[0]  # same shape, other colour
         assert not find(scenes[item["scene"]], *new), item
+        # calibrated: the old colour stays on another object and the new one is taken from
+        # one, so only the binding of colour to shape tells the captions apart
+        colours = {colour for colour, _ in phrases(item["positive"])}
+        assert colours == {colour for colour, _ in phrases(item["negatives"][0])}, item
+    # one item per object that can be recoloured so
+    recolourable = sum(any(p["colour"] != o["colour"] and not find(s, p["colour"], o["shape"]) for p in s["objects"])
+                       for s in scenes.values() for o in s["objects"] if sum(p["colour"] == o["colour"] for p in s["objects"]) > 1)
+    assert len(items_of(suites, "sc_replace_att")) == recolourable > 0
 
 
 def test_replace_obj_new_shape_is_absent(built):
