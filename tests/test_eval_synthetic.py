@@ -436,3 +436,12 @@ def test_test_images_skipped_at_download_become_no_item(tmp_path):
     suites = read_json(tmp_path / "suites.json")
     assert len(suites["retrieval"]) == 5
     assert all(item["image"] != images[2] for item in suites["items"] + suites["retrieval"] if "image" in item)
+
+
+def test_retrieval_captions_do_not_depend_on_the_other_suites(built, tmp_path):
+    """The retrieval captions draw from a stream of their own: changing or dropping another
+    suite (here the image suites, whose sham placement draws the most) leaves them as they are."""
+    root, _, suites, _ = built
+    records = [(str(root / "data" / f"{slot}.png"), read_json(root / "data" / f"{slot}.json")) for slot in range(N_SCENES)]
+    build_suites(INPAINT, records, ["retrieval_t2i", "omission"], 0, tmp_path / "few.json", tmp_path / "images")
+    assert read_json(tmp_path / "few.json")["retrieval"] == suites["retrieval"]

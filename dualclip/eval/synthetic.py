@@ -221,7 +221,9 @@ def build_suites(inpaint_config: dict, test_records: list[tuple[str, dict]], sui
         for item in builder.items_for(scene, image_path, rng, suites):
             item["item_id"] = f"{item['suite']}-{len(items)}"
             items.append(item)
-        order = [scene["objects"][i] for i in rng.permutation(len(scene["objects"]))]
+        # its own stream: a change to another suite's draws must not reshuffle these captions
+        retrieval_rng = np.random.default_rng(stable_seed("retrieval", seed, scene["index"]))
+        order = [scene["objects"][i] for i in retrieval_rng.permutation(len(scene["objects"]))]
         retrieval.append({"image": image_path, "caption": join_list([phrase(o) for o in order]), "object_set": list(map(list, object_set(scene)))})
         if len(scene["objects"]) == 1:  # no other object to confuse the single label with
             obj = scene["objects"][0]
