@@ -12,7 +12,9 @@ job of its stage hours into a run:
 * the vocabulary (``parse.vocabulary``): a builtin name or a YAML file, non-empty;
 * the open_clip architecture (``model.name``) and pretrained tag (``model.pretrained``);
 * the local benchmark copies (``benchmarks.<name>.annotations``) and image folders;
-* ``dataset.name: coco`` has a benchmark to be evaluated on.
+* ``dataset.name: coco`` has a benchmark to be evaluated on;
+* ``dataset.name: shapes``: every suite of ``eval.suites`` can be built from scenes of
+  ``dataset.min_objects`` .. ``max_objects`` objects.
 
 Nothing here imports torch, spaCy, transformers or open_clip (importing open_clip takes
 seconds): names are checked against the files those libraries read. ``check_config``
@@ -49,6 +51,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from dualclip.eval import suite_scene_problems
 from dualclip.eval.benchmarks.registry import get_benchmark
 from dualclip.io import read_json
 from dualclip.parse import DEFAULT_SPACY_MODEL
@@ -465,6 +468,8 @@ def check_config(config: dict) -> list[str]:
                       f"or leave out {' and '.join(order)} (`{order[0]}: false`)")
     add((vocabulary_problem(parse["vocabulary"]), None))
     errors += open_clip_problems(config["model"])
+    if config["dataset"]["name"] == "shapes":
+        errors += suite_scene_problems(config["dataset"], config["eval"]["suites"])
     found_errors, found_warnings = benchmark_problems(config)
     errors += found_errors
     warnings += found_warnings

@@ -445,3 +445,22 @@ def test_retrieval_captions_do_not_depend_on_the_other_suites(built, tmp_path):
     records = [(str(root / "data" / f"{slot}.png"), read_json(root / "data" / f"{slot}.json")) for slot in range(N_SCENES)]
     build_suites(INPAINT, records, ["retrieval_t2i", "omission"], 0, tmp_path / "few.json", tmp_path / "images")
     assert read_json(tmp_path / "few.json")["retrieval"] == suites["retrieval"]
+
+
+def test_the_preflight_scene_needs_match_what_the_builder_can_build(tmp_path):
+    """MIN_SCENE_OBJECTS (checked before the run) is what build_suites needs: with one object fewer
+    per scene a suite gets no item, with that many it gets some."""
+    from dualclip.eval import MIN_SCENE_OBJECTS
+
+    for needed in sorted(set(MIN_SCENE_OBJECTS.values())):
+        suites = [suite for suite, n in MIN_SCENE_OBJECTS.items() if n == needed]
+        for max_objects, buildable in ((needed - 1, False), (needed, True)):
+            root = tmp_path / f"{needed}-{max_objects}"
+            write_shard({**DATASET, "min_objects": 1, "max_objects": max_objects}, "test", 0, 150, root)
+            records = [(str(root / f"{slot}.png"), read_json(root / f"{slot}.json")) for slot in range(150)]
+            for suite in suites:
+                if buildable:
+                    assert build_suites(INPAINT, records, [suite], 0, root / "s.json", root / "images")[suite] > 0, suite
+                else:
+                    with pytest.raises(ValueError, match=suite):
+                        build_suites(INPAINT, records, [suite], 0, root / "s.json", root / "images")

@@ -333,3 +333,15 @@ def test_a_second_workflow_on_the_same_results_dir_stops_before_any_job_but_may_
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+def test_suites_that_the_scenes_cannot_build_stop_the_preflight():
+    # found at build_suites only after the test split was rendered, with "raise dataset.n_test" as the advice
+    found = problems(default_config({"dataset": {"max_objects": 2}}))
+    assert len(found) == 1 and found[0].startswith("config eval.suites: sc_replace_att needs scenes of 3 objects")
+    assert "dataset.max_objects is 2" in found[0]
+    found = problems(default_config({"dataset": {"min_objects": 2}}))
+    assert [line.split(":")[1].split()[0] for line in found] == ["zs_shape", "zs_colour"]
+    assert all("dataset.min_objects: 1" in line for line in found)
+    suites = [suite for suite in default_config()["eval"]["suites"] if suite != "sc_replace_att"]
+    assert check_config(default_config({"dataset": {"max_objects": 2}, "eval": {"suites": suites}})) == []

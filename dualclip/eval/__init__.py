@@ -9,6 +9,32 @@ from __future__ import annotations
 
 from dualclip.io import read_json
 
+#: zero-shot classification suite -> the scene attribute it predicts (single-object scenes)
+CLASSIFICATION_SUITES = {"zs_shape": "shape", "zs_colour": "colour"}
+#: synthetic suite -> the fewest objects a scene needs to give it an item (others: one)
+MIN_SCENE_OBJECTS = {
+    **dict.fromkeys(("aro_relation", "aro_attribution", "sc_swap_obj", "sc_swap_att", "omission", "image_side",
+                     "image_side_sham"), 2),
+    "sc_replace_att": 3,  # an object whose colour another keeps, recoloured with a third one's colour
+}
+
+
+def suite_scene_problems(dataset: dict, suites: list[str]) -> list[str]:
+    """The suites of ``eval.suites`` that no scene of dataset.min_objects..max_objects objects can build
+    (checked before the run: build_suites would only find out after rendering the test split)."""
+    # a key left out takes the world's default (1..4 objects), which builds every suite
+    problems = []
+    for suite in suites:
+        if suite in CLASSIFICATION_SUITES and dataset.get("min_objects", 1) > 1:
+            problems.append(f"config eval.suites: {suite} classifies single-object scenes but dataset.min_objects is "
+                            f"{dataset['min_objects']}; set dataset.min_objects: 1, or leave {suite} out of eval.suites")
+        needed = MIN_SCENE_OBJECTS.get(suite, 1)
+        if dataset.get("max_objects", needed) < needed:
+            problems.append(f"config eval.suites: {suite} needs scenes of {needed} objects but dataset.max_objects is "
+                            f"{dataset['max_objects']}; set dataset.max_objects: {needed} or more, or leave {suite} "
+                            f"out of eval.suites")
+    return problems
+
 
 def build(inpaint: dict, eval_config: dict, images: list[str], truth: list[str], out_file: str, image_dir: str) -> dict:
     from dualclip.eval.synthetic import build_suites

@@ -52,6 +52,7 @@ from dualclip.data.shapes import (
     relation_between,
     render_scene,
 )
+from dualclip.eval import CLASSIFICATION_SUITES
 from dualclip.eval.embed import embed_images, embed_texts
 from dualclip.eval.scoring import strictly_best
 from dualclip.inpaint import dilate
@@ -62,8 +63,6 @@ from dualclip.runtime import stable_seed
 TEXT_SUITES = ["aro_relation", "aro_attribution", "sc_replace_obj", "sc_replace_att", "sc_swap_obj", "sc_swap_att",
                "sc_add_obj", "sc_add_att", "valse_existence", "valse_counting", "omission"]
 IMAGE_SUITES = ["image_side", "image_side_sham"]
-#: zero-shot classification suite -> the scene attribute it predicts
-CLASSIFICATION_SUITES = {"zs_shape": "shape", "zs_colour": "colour"}
 ALL_SUITES = TEXT_SUITES + IMAGE_SUITES + ["retrieval_t2i", *CLASSIFICATION_SUITES]
 CLASSIFICATION_TEMPLATES = ("{}", "a photo of {}")
 
@@ -233,9 +232,8 @@ def build_suites(inpaint_config: dict, test_records: list[tuple[str, dict]], sui
     counts.update({suite: len(classification) for suite in CLASSIFICATION_SUITES if suite in suites and classification})
     missing = [suite for suite in suites if suite not in counts and suite != "retrieval_t2i"]
     if missing:
-        raise ValueError(f"eval.suites: no test item could be built for {missing}; raise dataset.n_test"
-                         + (" (zero-shot classification needs single-object scenes: dataset.min_objects: 1)"
-                            if any(suite in CLASSIFICATION_SUITES for suite in missing) else ""))
+        raise ValueError(f"eval.suites: no test item could be built for {missing} from {len(test_records)} test "
+                         f"scenes; raise dataset.n_test")
     classified = [suite for suite in CLASSIFICATION_SUITES if suite in suites]
     write_json(out_file, {"items": items, "retrieval": retrieval if "retrieval_t2i" in suites else [],
                           "classification": {"suites": classified, "items": classification if classified else []},
