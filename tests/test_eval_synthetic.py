@@ -133,9 +133,9 @@ def test_replace_att_new_pair_is_absent_and_both_captions_name_the_same_colours(
         # one, so only the binding of colour to shape tells the captions apart
         colours = {colour for colour, _ in phrases(item["positive"])}
         assert colours == {colour for colour, _ in phrases(item["negatives"][0])}, item
-    # one item per object that can be recoloured so
-    recolourable = sum(any(p["colour"] != o["colour"] and not find(s, p["colour"], o["shape"]) for p in s["objects"])
-                       for s in scenes.values() for o in s["objects"] if sum(p["colour"] == o["colour"] for p in s["objects"]) > 1)
+    # one item per look (colour, shape) of an object that can be recoloured so
+    recolourable = sum(len({(o["colour"], o["shape"]) for o in s["objects"] if sum(p["colour"] == o["colour"] for p in s["objects"]) > 1
+                            and any(not find(s, p["colour"], o["shape"]) for p in s["objects"])}) for s in scenes.values())
     assert len(items_of(suites, "sc_replace_att")) == recolourable > 0
 
 

@@ -14,9 +14,9 @@ compare one caption with a positive and negative images:
 Calibrated against the ceiling (README "Calibrating the suites"): the tiny model reads the
 colours of a scene almost perfectly (zs_colour 97-99) but barely its shapes, so an item that a
 colour histogram decides puts every run at 94-99. Both image suites therefore remove only an
-object whose colour another object keeps, and ``sc_replace_att`` recolours such an object
-with the colour of another object (both captions name the same colours); one item per such
-object.
+object whose colour another object keeps (one item per such object), and ``sc_replace_att``
+recolours such an object with the colour of another object, so that both captions name the
+same set of colours (one item per look, colour and shape).
 
 Scoring as the official code: correct only when the positive scores strictly higher
 than every negative (ties are wrong). Every text suite also gets a ``blind`` score:
@@ -95,6 +95,8 @@ class SuiteBuilder:
         order = [objects[i] for i in rng.permutation(len(objects))]
         present = {(o["colour"], o["shape"]) for o in objects}
         shapes_present = {o["shape"] for o in objects}
+        # calibrated suites use only these: a colour histogram cannot tell their items apart
+        colour_kept = [o for o in order if sum(p["colour"] == o["colour"] for p in objects) > 1]
         full = join_list([phrase(o) for o in order])
         novel = any(o.get("novel_pair") for o in objects)
         base = {"image": image_path, "scene": scene["index"], "novel": novel, "n_objects": len(objects)}
@@ -132,15 +134,17 @@ class SuiteBuilder:
         if absent_shapes:
             new_shape = absent_shapes[int(rng.integers(len(absent_shapes)))]
             text_item("sc_replace_obj", full, [join_list([phrase(o, shape=new_shape) if o is target else phrase(o) for o in order])])
-        if any((c, target["shape"]) not in present for c in COLOURS):
-            rng.integers(sum((c, target["shape"]) not in present for c in COLOURS))  # keeps the later suites' items
-        # calibrated: an object whose colour another object keeps takes the colour of another
-        # object, so both captions name the same colours and only the binding tells them apart
-        colours = [o["colour"] for o in objects]
-        for recoloured in order:
-            new_colours = [o["colour"] for o in order if colours.count(recoloured["colour"]) > 1
-                           and o["colour"] != recoloured["colour"] and (o["colour"], recoloured["shape"]) not in present]
-            if new_colours:
+        n_absent_colours = sum((c, target["shape"]) not in present for c in COLOURS)
+        if n_absent_colours:
+            rng.integers(n_absent_colours)  # the uncalibrated suite's draw: the later suites keep their items
+        # such an object takes another object's colour: both captions name the same set of
+        # colours (one colour's count moves by one); one item per look (colour, shape)
+        recoloured_looks = set()
+        for recoloured in colour_kept:
+            look = (recoloured["colour"], recoloured["shape"])
+            new_colours = [o["colour"] for o in order if (o["colour"], recoloured["shape"]) not in present]
+            if new_colours and look not in recoloured_looks:
+                recoloured_looks.add(look)
                 text_item("sc_replace_att", full, [join_list([phrase(o, colour=new_colours[0]) if o is recoloured else phrase(o)
                                                               for o in order])])
         absent_pairs = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in present]
@@ -166,7 +170,6 @@ class SuiteBuilder:
         if len(order) >= 2:
             text_item("omission", full, [join_list([phrase(o) for o in order if o is not target])])
             if "image_side" in suites or "image_side_sham" in suites:
-                colour_kept = [o for o in order if sum(p["colour"] == o["colour"] for p in objects) > 1]
                 for removed in colour_kept:
                     items += self.image_items(scene, image_path, order, removed, full, base, suites, rng)
         return items
