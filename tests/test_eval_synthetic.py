@@ -464,3 +464,10 @@ def test_the_preflight_scene_needs_match_what_the_builder_can_build(tmp_path):
                 else:
                     with pytest.raises(ValueError, match=suite):
                         build_suites(INPAINT, records, [suite], 0, root / "s.json", root / "images")
+    # and a suite left out of the table needs no more than one object
+    root = tmp_path / "single"
+    write_shard({**DATASET, "min_objects": 1, "max_objects": 1}, "test", 0, 150, root)
+    records = [(str(root / f"{slot}.png"), read_json(root / f"{slot}.json")) for slot in range(150)]
+    for suite in ALL_SUITES:
+        if suite not in MIN_SCENE_OBJECTS and suite != "retrieval_t2i":
+            assert build_suites(INPAINT, records, [suite], 0, root / "s.json", root / "images")[suite] > 0, suite
